@@ -1,0 +1,143 @@
+//! Wire types shared by the server and the browser: the JSON of DESIGN.md.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskStatus {
+    Running,
+    WaitingForInput,
+    Completed,
+    Failed,
+    Killed,
+    Error,
+}
+
+impl TaskStatus {
+    pub const ALL: [TaskStatus; 6] = [
+        TaskStatus::Running,
+        TaskStatus::WaitingForInput,
+        TaskStatus::Completed,
+        TaskStatus::Failed,
+        TaskStatus::Killed,
+        TaskStatus::Error,
+    ];
+
+    /// A terminal task never changes status again.
+    pub fn is_terminal(self) -> bool {
+        !self.is_live()
+    }
+
+    /// Live tasks still have a tmux session that takes input.
+    pub fn is_live(self) -> bool {
+        matches!(self, TaskStatus::Running | TaskStatus::WaitingForInput)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Running => "running",
+            TaskStatus::WaitingForInput => "waiting-for-input",
+            TaskStatus::Completed => "completed",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Killed => "killed",
+            TaskStatus::Error => "error",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TaskStatus> {
+        TaskStatus::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskKind {
+    Command,
+    Terminal,
+}
+
+impl TaskKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Command => "command",
+            TaskKind::Terminal => "terminal",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TaskKind> {
+        match text {
+            "command" => Some(TaskKind::Command),
+            "terminal" => Some(TaskKind::Terminal),
+            _ => None,
+        }
+    }
+}
+
+/// One task as the API and the events carry it. Timestamps are RFC 3339 UTC with
+/// milliseconds, kept as text so the browser needs no date library.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: String,
+    pub name: String,
+    pub kind: TaskKind,
+    pub command: String,
+    pub workdir: String,
+    pub status: TaskStatus,
+    pub exit_code: Option<i32>,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+    pub last_activity_at: String,
+    pub error: Option<String>,
+}
+
+/// `GET /api/tasks`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskList {
+    pub tasks: Vec<Task>,
+    /// The id of the newest event when the list was read: connect with `?since=` this.
+    pub event_id: String,
+}
+
+/// `ready`, the first frame of every event stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ready {
+    pub event_id: String,
+    pub resumed: bool,
+}
+
+/// `task.deleted`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Deleted {
+    pub id: String,
+}
+
+/// `GET /api/tasks/{id}/output`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Output {
+    pub output: String,
+}
+
+/// The data of an `output` event of `GET /api/tasks/{id}/output/stream`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutputChunk {
+    pub text: String,
+}
+
+/// Event names of `GET /api/events`.
+pub mod event {
+    pub const READY: &str = "ready";
+    pub const TASK_CREATED: &str = "task.created";
+    pub const TASK_STATUS: &str = "task.status";
+    pub const TASK_UPDATED: &str = "task.updated";
+    pub const TASK_DELETED: &str = "task.deleted";
+    pub const RESYNC: &str = "resync";
+    pub const END: &str = "end";
+}
+
+/// Whether `id` may name a task: `[A-Za-z0-9_-]{1,64}`.
+pub fn is_valid_task_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Installs what building and testing taskwire needs, and skips whatever is already there.
+# Both README commands (scripts/run.sh, scripts/test.sh) source this file first.
+#
+# Why each step is done this way (see ../shared/TOOLCHAIN.md for the measurements):
+# - cargo-leptos 0.3.11's published lock needs a newer rustc than this machine's; building
+#   it from its own source with one dependency pinned back works.
+# - cargo-leptos downloads wasm-bindgen / wasm-opt from the web when they are missing from
+#   PATH, which fails here, so both are installed first from the package registries.
+# - Debian's binaryen is too old (its wasm-opt breaks hydration); npm's is used instead.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="${TASKWIRE_TOOLS_DIR:-$HOME/.cache/taskwire-tools}"
+CARGO_LEPTOS_VERSION=0.3.11
+BINARYEN_VERSION=132.0.0
+mkdir -p "$TOOLS"
+export PATH="$HOME/.cargo/bin:$TOOLS/node_modules/.bin:$PATH"
+
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+
+ensure_wasm_target() {
+  if rustup target list --installed | grep -qx wasm32-unknown-unknown; then return; fi
+  log "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+}
+
+ensure_cargo_leptos() {
+  if cargo leptos --version >/dev/null 2>&1; then return; fi
+  log "building cargo-leptos $CARGO_LEPTOS_VERSION from source (takes several minutes, once)"
+  local src
+  src="$(mktemp -d)"
+  # `cargo info` puts the published .crate into cargo's registry cache.
+  cargo info "cargo-leptos@$CARGO_LEPTOS_VERSION" >/dev/null 2>&1 || true
+  local crate
+  crate="$(ls "$HOME"/.cargo/registry/cache/*/cargo-leptos-$CARGO_LEPTOS_VERSION.crate | head -n1)"
+  tar -xzf "$crate" -C "$src"
+  (
+    cd "$src/cargo-leptos-$CARGO_LEPTOS_VERSION"
+    cargo update -p cargo-util-schemas --precise 0.14.0
+    # A build tool does not need LTO; without it the install takes a fraction of the time.
+    CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+      cargo install --path . --locked --features no_downloads
+  )
+  rm -rf "$src"
+}
+
+ensure_wasm_bindgen() {
+  # The CLI must match the wasm-bindgen library the workspace locks.
+  local want
+  want="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3; exit }' "$ROOT/Cargo.lock")"
+  if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" = "$want" ]; then return; fi
+  log "installing wasm-bindgen-cli $want"
+  cargo install wasm-bindgen-cli --version "=$want" --force
+}
+
+ensure_wasm_opt() {
+  if [ -x "$TOOLS/node_modules/.bin/wasm-opt" ]; then return; fi
+  log "installing binaryen $BINARYEN_VERSION (wasm-opt) from npm"
+  npm install --prefix "$TOOLS" --no-audit --no-fund "binaryen@$BINARYEN_VERSION" >/dev/null
+}
+
+ensure_chromium() {
+  if [ -x /usr/bin/chromium ]; then return; fi
+  log "installing Debian's chromium"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+}
+
+ensure_end2end_packages() {
+  if [ -d "$ROOT/end2end/node_modules/@playwright/test" ]; then return; fi
+  log "installing the end-to-end test packages"
+  (cd "$ROOT/end2end" && npm ci --no-audit --no-fund >/dev/null)
+}
+
+ensure_build_tools() {
+  ensure_wasm_target
+  ensure_wasm_opt
+  ensure_wasm_bindgen
+  ensure_cargo_leptos
+}
+
+# Run directly (`bash scripts/setup.sh`), install everything.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  ensure_build_tools
+  ensure_chromium
+  ensure_end2end_packages
+fi

@@ -1,0 +1,265 @@
+//! The REST API of DESIGN.md. Handlers check their input, then hand the work to `tasks`
+//! on the blocking pool (tmux and SQLite calls block).
+
+use axum::{
+    extract::{rejection::JsonRejection, FromRequest, Path, Query, Request, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use serde::{de::DeserializeOwned, Deserialize};
+use serde_json::json;
+
+use app::model::{is_valid_task_id, Output};
+
+use crate::{
+    sse,
+    tasks::{NewCommand, TaskError, Tasks},
+    AppState,
+};
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/tasks", get(list_tasks).post(create_task))
+        .route("/tasks/terminal", post(create_terminal))
+        .route(
+            "/tasks/{id}",
+            get(get_task).patch(rename_task).delete(delete_task),
+        )
+        .route("/tasks/{id}/input", post(send_input))
+        .route("/tasks/{id}/kill", post(kill_task))
+        .route("/tasks/{id}/output", get(output_tail))
+        .route("/tasks/{id}/output/stream", get(sse::output_stream))
+        .route("/events", get(sse::events))
+        .fallback(|| async { error_response(StatusCode::NOT_FOUND, "no such route") })
+}
+
+pub fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// Every error a handler can answer with, as `{"error": …}`.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error_response(self.0, self.1)
+    }
+}
+
+impl From<TaskError> for ApiError {
+    fn from(e: TaskError) -> Self {
+        match e {
+            TaskError::NotFound => ApiError(StatusCode::NOT_FOUND, "no such task".into()),
+            TaskError::Conflict(m) => ApiError(StatusCode::CONFLICT, m),
+            TaskError::Invalid(m) => ApiError(StatusCode::BAD_REQUEST, m),
+            TaskError::Internal(m) => {
+                tracing::error!("internal error: {m}");
+                ApiError(StatusCode::INTERNAL_SERVER_ERROR, m)
+            }
+        }
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// `Json`, but a bad body answers `{"error": …}` like everything else.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(JsonBody(value)),
+            Err(rejection) => {
+                let status = match &rejection {
+                    JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    JsonRejection::BytesRejection(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                    // Valid JSON of the wrong shape: a missing field, a field of the wrong type.
+                    JsonRejection::JsonDataError(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                let message = match &rejection {
+                    JsonRejection::BytesRejection(_) => {
+                        format!("the body is over {} KiB", MAX_BODY_BYTES / 1024)
+                    }
+                    other => other.body_text(),
+                };
+                Err(ApiError(status, message))
+            }
+        }
+    }
+}
+
+/// A path id of the allowed shape, or `404` before anything looks it up.
+fn task_id(id: String) -> ApiResult<String> {
+    if is_valid_task_id(&id) {
+        Ok(id)
+    } else {
+        Err(ApiError(StatusCode::NOT_FOUND, "no such task".into()))
+    }
+}
+
+/// Runs blocking task work (tmux, SQLite) off the async threads.
+async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce(&Tasks) -> Result<T, TaskError> + Send + 'static,
+) -> ApiResult<T> {
+    let tasks = state.tasks.clone();
+    tokio::task::spawn_blocking(move || work(&tasks))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(ApiError::from)
+}
+
+async fn list_tasks(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(blocking(&state, |tasks| tasks.list()).await?))
+}
+
+async fn get_task(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let id = task_id(id)?;
+    Ok(Json(blocking(&state, move |tasks| tasks.get(&id)).await?))
+}
+
+#[derive(Deserialize)]
+struct CreateTask {
+    command: String,
+    name: Option<String>,
+    workdir: Option<String>,
+    prompt: Option<String>,
+}
+
+async fn create_task(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<CreateTask>,
+) -> ApiResult<impl IntoResponse> {
+    let new = NewCommand {
+        command: body.command,
+        name: body.name,
+        workdir: body.workdir,
+        prompt: body.prompt,
+    };
+    let task = blocking(&state, move |tasks| tasks.create_command(new)).await?;
+    Ok((StatusCode::CREATED, Json(task)))
+}
+
+#[derive(Deserialize, Default)]
+struct CreateTerminal {
+    workdir: Option<String>,
+}
+
+/// The body is optional: an empty request opens a terminal in the default directory.
+async fn create_terminal(
+    State(state): State<AppState>,
+    request: Request,
+) -> ApiResult<impl IntoResponse> {
+    let empty = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .is_none_or(|len| len == "0");
+    let workdir = if empty {
+        None
+    } else {
+        let JsonBody(body) = JsonBody::<CreateTerminal>::from_request(request, &state).await?;
+        body.workdir
+    };
+    let task = blocking(&state, move |tasks| {
+        tasks.create_terminal(workdir.as_deref())
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(task)))
+}
+
+#[derive(Deserialize)]
+struct Rename {
+    name: String,
+}
+
+async fn rename_task(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Rename>,
+) -> ApiResult<impl IntoResponse> {
+    let id = task_id(id)?;
+    Ok(Json(
+        blocking(&state, move |tasks| tasks.rename(&id, &body.name)).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct Input {
+    text: String,
+    #[serde(default = "yes")]
+    submit: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn send_input(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Input>,
+) -> ApiResult<impl IntoResponse> {
+    let id = task_id(id)?;
+    Ok(Json(
+        blocking(&state, move |tasks| {
+            tasks.input(&id, &body.text, body.submit)
+        })
+        .await?,
+    ))
+}
+
+async fn kill_task(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let id = task_id(id)?;
+    Ok(Json(blocking(&state, move |tasks| tasks.kill(&id)).await?))
+}
+
+async fn delete_task(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let id = task_id(id)?;
+    blocking(&state, move |tasks| tasks.delete(&id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct TailQuery {
+    tail: Option<String>,
+}
+
+async fn output_tail(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<TailQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let id = task_id(id)?;
+    let lines = match query.tail.as_deref() {
+        None => 200,
+        Some(n) => n
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n <= 100_000)
+            .ok_or_else(|| {
+                ApiError(
+                    StatusCode::BAD_REQUEST,
+                    "`tail` must be a number of lines up to 100000".into(),
+                )
+            })?,
+    };
+    let output = blocking(&state, move |tasks| tasks.output_tail(&id, lines)).await?;
+    Ok(Json(Output { output }))
+}

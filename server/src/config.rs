@@ -1,0 +1,88 @@
+//! Settings: each an environment variable with a `--flag` twin (DESIGN.md, "Running it").
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Parser;
+
+#[derive(Clone, Debug, Parser)]
+#[command(
+    name = "taskwire",
+    version,
+    about = "A live dashboard for long-running terminal tasks"
+)]
+pub struct Config {
+    /// Address to listen on. Loopback by default: the dashboard runs commands.
+    #[arg(long, env = "LEPTOS_SITE_ADDR", default_value = "127.0.0.1:3000")]
+    pub addr: SocketAddr,
+
+    /// Where the SQLite database, the token and task output live.
+    #[arg(long, env = "TASKWIRE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// The API token; generated once and stored in the data dir when not given.
+    #[arg(long, env = "TASKWIRE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// The dedicated tmux server socket name (`tmux -L`).
+    #[arg(long, env = "TASKWIRE_TMUX_SOCKET", default_value = "taskwire")]
+    pub tmux_socket: String,
+
+    /// Seconds of quiet on an event stream before a `: keep-alive` comment.
+    #[arg(long, env = "TASKWIRE_HEARTBEAT_SECS", default_value_t = 15)]
+    pub heartbeat_secs: u64,
+
+    /// Seconds an event stream lives before it is ended with `end`.
+    #[arg(long, env = "TASKWIRE_STREAM_MAX_SECS", default_value_t = 1800)]
+    pub stream_max_secs: u64,
+
+    /// Seconds without output before a running task counts as waiting for input.
+    #[arg(long, env = "TASKWIRE_IDLE_WAITING_SECS", default_value_t = 90)]
+    pub idle_waiting_secs: u64,
+
+    /// Seconds between the reconciler's safety-net passes.
+    #[arg(long, env = "TASKWIRE_RECONCILE_SECS", default_value_t = 5)]
+    pub reconcile_secs: u64,
+
+    /// Events kept for resume, and how far a subscriber may fall behind.
+    #[arg(long, env = "TASKWIRE_REPLAY", default_value_t = 1024)]
+    pub replay: usize,
+
+    /// Open event streams allowed at once; more get `503`.
+    #[arg(long, env = "TASKWIRE_MAX_SUBSCRIBERS", default_value_t = 10_000)]
+    pub max_subscribers: usize,
+}
+
+impl Config {
+    /// Defaults for a data dir and tmux socket of the caller's choosing (tests, benches).
+    /// Ignores the environment, so a test is not changed by the shell it runs in.
+    pub fn for_dirs(data_dir: impl Into<PathBuf>, tmux_socket: impl Into<String>) -> Config {
+        Config {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.into(),
+            token: Some("test-token".into()),
+            tmux_socket: tmux_socket.into(),
+            heartbeat_secs: 15,
+            stream_max_secs: 1800,
+            idle_waiting_secs: 90,
+            reconcile_secs: 5,
+            replay: 1024,
+            max_subscribers: 10_000,
+        }
+    }
+
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_secs.max(1))
+    }
+
+    pub fn stream_max(&self) -> Duration {
+        Duration::from_secs(self.stream_max_secs.max(1))
+    }
+
+    pub fn idle_waiting(&self) -> Duration {
+        Duration::from_secs(self.idle_waiting_secs)
+    }
+
+    pub fn reconcile_every(&self) -> Duration {
+        Duration::from_secs(self.reconcile_secs.max(1))
+    }
+}

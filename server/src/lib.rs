@@ -1,0 +1,110 @@
+//! taskwire's server: runs tasks in tmux, records them in SQLite, and streams every change
+//! to the browsers. `app(state)` builds the whole router, so tests serve it directly.
+
+pub mod api;
+pub mod auth;
+pub mod broker;
+pub mod config;
+pub mod metrics;
+pub mod reconciler;
+pub mod runtime;
+pub mod sse;
+pub mod store;
+pub mod tasks;
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{DefaultBodyLimit, FromRef},
+    middleware,
+    routing::get,
+    Router,
+};
+use leptos::prelude::LeptosOptions;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use tokio_util::sync::CancellationToken;
+use tower_http::compression::{
+    predicate::{NotForContentType, Predicate},
+    CompressionLayer, DefaultPredicate,
+};
+
+pub use config::Config;
+
+/// Everything a handler needs. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub tasks: Arc<tasks::Tasks>,
+    pub token: Arc<str>,
+    pub leptos: LeptosOptions,
+    /// Cancelled on SIGINT/SIGTERM: every stream ends at once.
+    pub shutdown: CancellationToken,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos.clone()
+    }
+}
+
+impl AppState {
+    /// Opens the data dir, the database and the tmux runtime. Call inside a tokio runtime.
+    pub fn open(config: Config, leptos: LeptosOptions) -> Result<AppState, StartError> {
+        std::fs::create_dir_all(config.data_dir.join("tasks"))?;
+        let data_dir = config.data_dir.canonicalize()?;
+        let token = auth::load_or_create_token(config.token.as_deref(), &data_dir)?;
+        let store = store::Store::open(&data_dir.join("taskwire.db"))?;
+        let runtime = runtime::Tmux::new(&config.tmux_socket, &data_dir)?;
+        let broker = broker::Broker::new(config.replay, config.max_subscribers);
+        let tasks = tasks::Tasks::new(store, runtime, broker, data_dir, config.idle_waiting());
+        Ok(AppState {
+            config: Arc::new(config),
+            tasks: Arc::new(tasks),
+            token: token.into(),
+            leptos,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// Starts the reconciler; it stops with `shutdown`.
+    pub fn spawn_reconciler(&self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(reconciler::run(
+            self.tasks.clone(),
+            self.config.reconcile_every(),
+            self.shutdown.clone(),
+        ))
+    }
+}
+
+/// Any error that stops the server from starting.
+pub type StartError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The whole router: API, events, metrics, login, health, and the Leptos pages and assets.
+pub fn app(state: AppState) -> Router {
+    let leptos_options = state.leptos.clone();
+    let routes = generate_route_list(app::App);
+    let protected = Router::new()
+        .nest("/api", api::router())
+        .route("/metrics", get(metrics::metrics))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_auth,
+        ));
+    // Event streams must reach the browser frame by frame: never compress them.
+    let compression = CompressionLayer::new()
+        .compress_when(DefaultPredicate::new().and(NotForContentType::new("text/event-stream")));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/login", get(auth::login))
+        .merge(protected)
+        .leptos_routes(&state, routes, {
+            let options = leptos_options.clone();
+            move || app::shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
+            app::shell,
+        ))
+        .layer(DefaultBodyLimit::max(api::MAX_BODY_BYTES))
+        .layer(compression)
+        .with_state(state)
+}

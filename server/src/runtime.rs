@@ -1,0 +1,251 @@
+//! The task runtime: every task is a session `tw-<id>` on a dedicated tmux server.
+//!
+//! tmux owns the processes, so tasks outlive taskwire. The server is started with our own
+//! config file, which makes panes stay around after their program exits (so the exit status
+//! can be read) and touches a wake file whenever a pane dies (so the reconciler hears about
+//! exits at once instead of waiting for its next pass).
+
+use std::{
+    collections::HashMap,
+    io,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+/// One pane as `tmux list-panes -a` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaneState {
+    pub dead: bool,
+    /// The exit status of a dead pane's program, when it exited rather than being signalled.
+    pub exit_status: Option<i32>,
+    /// The signal that ended a dead pane's program, if any.
+    pub exit_signal: Option<i32>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Tmux {
+    socket: String,
+    config_file: PathBuf,
+    wake_file: PathBuf,
+}
+
+impl Tmux {
+    /// A runtime whose tmux config and wake file live in `data_dir`.
+    pub fn new(socket: &str, data_dir: &Path) -> io::Result<Tmux> {
+        let tmux = Tmux {
+            socket: socket.to_string(),
+            config_file: data_dir.join("tmux.conf"),
+            wake_file: data_dir.join("tmux-wake"),
+        };
+        std::fs::write(&tmux.config_file, tmux.config_text())?;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&tmux.wake_file)?;
+        // A tmux server left running by an earlier taskwire read an older config: apply ours.
+        if tmux.server_running() {
+            let _ = tmux.run(&["source-file", &path_str(&tmux.config_file)]);
+        }
+        Ok(tmux)
+    }
+
+    pub fn wake_file(&self) -> &Path {
+        &self.wake_file
+    }
+
+    fn config_text(&self) -> String {
+        let touch = format!("touch {}", shell_quote(&path_str(&self.wake_file)));
+        format!(
+            "# Written by taskwire at every start.\n\
+             set -g remain-on-exit on\n\
+             set -g default-shell /bin/sh\n\
+             set -g history-limit 5000\n\
+             set -g default-size 200x50\n\
+             set-hook -g pane-died {}\n",
+            tmux_quote(&format!("run-shell -b {}", tmux_quote(&touch)))
+        )
+    }
+
+    pub fn session_name(id: &str) -> String {
+        format!("tw-{id}")
+    }
+
+    /// Starts `command` (run by `shell -c`) in a new session. A placeholder runs until
+    /// `pipe-pane` is attached, then the real command replaces it, so not even the first line
+    /// of output is lost. The command's exit status is written to `exit_file`: tmux 3.3 does
+    /// not always learn the status of a pane's program, so it cannot be the only witness.
+    pub fn start(
+        &self,
+        id: &str,
+        shell: &str,
+        command: &str,
+        workdir: &Path,
+        log: &Path,
+        exit_file: &Path,
+    ) -> io::Result<()> {
+        let session = Self::session_name(id);
+        let workdir = path_str(workdir);
+        let pipe = format!("exec cat >> {}", shell_quote(&path_str(log)));
+        let command = format!(
+            "{} -c {}; echo $? > {}",
+            shell_quote(shell),
+            shell_quote(command),
+            shell_quote(&path_str(exit_file))
+        );
+        let config = path_str(&self.config_file);
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "-f", &config])
+            .args(["new-session", "-d", "-s", &session, "-x", "200", "-y", "50"])
+            .args(["-c", &workdir, "sleep 86400"])
+            .args([";", "pipe-pane", "-t", &session, &pipe])
+            .args([
+                ";",
+                "respawn-pane",
+                "-k",
+                "-t",
+                &session,
+                "-c",
+                &workdir,
+                &command,
+            ])
+            .output()?;
+        check(out)
+    }
+
+    /// Types `text` literally, then Enter when `submit`.
+    pub fn send_input(&self, id: &str, text: &str, submit: bool) -> io::Result<()> {
+        let session = Self::session_name(id);
+        if !text.is_empty() {
+            self.run(&["send-keys", "-t", &session, "-l", "--", text])?;
+        }
+        if submit {
+            self.run(&["send-keys", "-t", &session, "Enter"])?;
+        }
+        Ok(())
+    }
+
+    pub fn kill(&self, id: &str) -> io::Result<()> {
+        self.run(&["kill-session", "-t", &Self::session_name(id)])
+    }
+
+    /// Every taskwire pane in one tmux call, keyed by task id. An empty map when no tmux
+    /// server runs (it exits with its last session).
+    pub fn list_panes(&self) -> io::Result<HashMap<String, PaneState>> {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "list-panes", "-a", "-F"])
+            .arg("#{session_name}\t#{pane_dead}\t#{pane_dead_status}\t#{pane_dead_signal}")
+            .output()?;
+        if !out.status.success() {
+            if self.server_missing(&out) {
+                return Ok(HashMap::new());
+            }
+            return Err(tmux_error(&out));
+        }
+        let mut panes = HashMap::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let mut fields = line.split('\t');
+            let (Some(session), Some(dead), status, signal) =
+                (fields.next(), fields.next(), fields.next(), fields.next())
+            else {
+                continue;
+            };
+            let Some(id) = session.strip_prefix("tw-") else {
+                continue;
+            };
+            panes.insert(
+                id.to_string(),
+                PaneState {
+                    dead: dead == "1",
+                    exit_status: status.and_then(|s| s.parse().ok()),
+                    exit_signal: signal.and_then(|s| s.parse().ok()),
+                },
+            );
+        }
+        Ok(panes)
+    }
+
+    pub fn has_session(&self, id: &str) -> bool {
+        self.run(&["has-session", "-t", &Self::session_name(id)])
+            .is_ok()
+    }
+
+    fn server_running(&self) -> bool {
+        self.run(&["list-sessions"]).is_ok()
+    }
+
+    fn server_missing(&self, out: &Output) -> bool {
+        let err = String::from_utf8_lossy(&out.stderr);
+        // Also seen while the server exits after its last session ended.
+        [
+            "no server running",
+            "error connecting",
+            "no current target",
+            "no sessions",
+        ]
+        .iter()
+        .any(|m| err.contains(m))
+    }
+
+    /// Stops the whole tmux server and every task on it (tests and benches clean up with it).
+    pub fn kill_server(&self) {
+        let _ = self.run(&["kill-server"]);
+    }
+
+    fn run(&self, args: &[&str]) -> io::Result<()> {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()?;
+        check(out)
+    }
+}
+
+fn check(out: Output) -> io::Result<()> {
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(tmux_error(&out))
+    }
+}
+
+fn tmux_error(out: &Output) -> io::Error {
+    let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    io::Error::other(format!("tmux: {msg}"))
+}
+
+fn path_str(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+/// Quotes for /bin/sh: single quotes, with embedded ones closed and escaped.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// Quotes for tmux's config parser: double quotes with `\`, `"` and `$` escaped.
+fn tmux_quote(text: &str) -> String {
+    let mut quoted = String::from("\"");
+    for c in text.chars() {
+        if matches!(c, '\\' | '"' | '$') {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('"');
+    quoted
+}
+
+impl Tmux {
+    /// Removes several sessions with one tmux call.
+    pub fn kill_sessions(&self, ids: &[String]) -> io::Result<()> {
+        let mut args: Vec<String> = Vec::new();
+        for id in ids {
+            if !args.is_empty() {
+                args.push(";".into());
+            }
+            args.extend(["kill-session".into(), "-t".into(), Self::session_name(id)]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run(&args)
+    }
+}

@@ -1,0 +1,231 @@
+//! Server-Sent Events: `GET /api/events` (every change, with ids and resume) and
+//! `GET /api/tasks/{id}/output/stream` (one task's output).
+
+use std::{convert::Infallible, time::Duration};
+
+use async_stream::stream;
+use axum::{
+    extract::{Path, Query, State},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{
+        sse::{Event as Frame, KeepAlive, Sse},
+        IntoResponse, Response,
+    },
+};
+use futures::Stream;
+use rand::Rng;
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+
+use app::model::{event, is_valid_task_id, OutputChunk, Ready};
+
+use crate::{
+    api::error_response,
+    broker::{Event, Subscription},
+    tasks::{plain_text, to_json},
+    AppState,
+};
+
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    since: Option<String>,
+}
+
+/// `GET /api/events`.
+pub async fn events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<EventsQuery>,
+) -> Response {
+    // A browser reconnecting sends the last id it saw; that beats the first connect's query.
+    let cursor = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or(query.since);
+    let subscription = match state.tasks.broker.subscribe(cursor.as_deref()) {
+        Ok(s) => s,
+        Err(_) => {
+            let mut response = error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many open event streams",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            return response;
+        }
+    };
+    let frames = event_frames(state.clone(), subscription);
+    let keep_alive = KeepAlive::new()
+        .interval(state.config.heartbeat())
+        .text(" keep-alive");
+    with_stream_headers(Sse::new(frames).keep_alive(keep_alive).into_response())
+}
+
+fn with_stream_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Tells nginx-like proxies not to buffer the stream.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+fn frame(event: &Event) -> Frame {
+    Frame::default()
+        .event(event.name)
+        .id(event.id.clone())
+        .data(event.data.clone())
+}
+
+/// `ready`, what was missed, then live events until the lifetime cap or shutdown.
+fn event_frames(
+    state: AppState,
+    subscription: Subscription,
+) -> impl Stream<Item = Result<Frame, Infallible>> {
+    let Subscription {
+        newest_id,
+        cursor_id,
+        resumed,
+        replay,
+        mut live,
+        mut last_seq,
+        guard,
+    } = subscription;
+    let metrics = state.tasks.broker.metrics.clone();
+    let shutdown = state.shutdown.clone();
+    let lifetime = state.config.stream_max();
+    // Jitter spreads the reconnects of many tabs after a restart.
+    let retry = Duration::from_millis(rand::rng().random_range(1000..3000));
+    stream! {
+        let _guard = guard;
+        let ready = Ready { event_id: newest_id, resumed };
+        yield Ok(Frame::default().event(event::READY).id(cursor_id.clone()).retry(retry).data(to_json(&ready)));
+        let mut last_id = cursor_id;
+        for event in replay {
+            last_id = event.id.clone();
+            yield Ok(frame(&event));
+        }
+        let deadline = tokio::time::sleep(lifetime);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                _ = &mut deadline => {
+                    yield Ok(Frame::default().event(event::END).id(last_id.clone()).data(r#"{"reason":"lifetime"}"#));
+                    break;
+                }
+                received = live.recv() => match received {
+                    Ok(event) if event.seq <= last_seq => {}
+                    Ok(event) => {
+                        last_seq = event.seq;
+                        last_id = event.id.clone();
+                        yield Ok(frame(&event));
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        metrics.dropped.fetch_add(missed, std::sync::atomic::Ordering::Relaxed);
+                        metrics.resyncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        yield Ok(Frame::default().event(event::RESYNC).id(last_id.clone()).data("{}"));
+                    }
+                    Err(RecvError::Closed) => break,
+                },
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct OutputQuery {
+    from: Option<String>,
+}
+
+/// `GET /api/tasks/{id}/output/stream`: what the task printed, as `output` events whose id
+/// is the byte offset reached (a reconnect resumes there), then `end` once it is terminal.
+pub async fn output_stream(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Query(query): Query<OutputQuery>,
+) -> Response {
+    if !is_valid_task_id(&id) {
+        return error_response(StatusCode::NOT_FOUND, "no such task");
+    }
+    let tasks = state.tasks.clone();
+    let lookup = id.clone();
+    let Ok(Ok(_)) = tokio::task::spawn_blocking(move || tasks.get(&lookup)).await else {
+        return error_response(StatusCode::NOT_FOUND, "no such task");
+    };
+    let path = state.tasks.output_path(&id);
+    let resume_at = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let start = match (resume_at, query.from.as_deref()) {
+        (Some(offset), _) => offset,
+        (None, Some("live")) => std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+        _ => 0,
+    };
+    let tasks = state.tasks.clone();
+    let shutdown = state.shutdown.clone();
+    let frames = stream! {
+        let mut offset = start;
+        let mut pending = Vec::new();
+        let mut ticker = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            // Read the terminal flag before the file, so the last read sees all output.
+            let lookup = id.clone();
+            let tasks_now = tasks.clone();
+            let terminal = tokio::task::spawn_blocking(move || tasks_now.get(&lookup))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .is_none_or(|t| t.status.is_terminal());
+            if let Ok(bytes) = read_from(&path, offset).await {
+                offset += bytes.len() as u64;
+                pending.extend_from_slice(&bytes);
+                let complete = utf8_complete_len(&pending);
+                if complete > 0 {
+                    let text = plain_text(&pending[..complete]);
+                    pending.drain(..complete);
+                    if !text.is_empty() {
+                        let data = to_json(&OutputChunk { text });
+                        yield Ok::<_, Infallible>(Frame::default().event("output").id(offset.to_string()).data(data));
+                    }
+                }
+            }
+            if terminal {
+                yield Ok(Frame::default().event(event::END).id(offset.to_string()).data(r#"{"reason":"finished"}"#));
+                break;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+        }
+    };
+    let keep_alive = KeepAlive::new()
+        .interval(state.config.heartbeat())
+        .text(" keep-alive");
+    with_stream_headers(Sse::new(frames).keep_alive(keep_alive).into_response())
+}
+
+async fn read_from(path: &std::path::Path, offset: u64) -> std::io::Result<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut file = tokio::fs::File::open(path).await?;
+    file.seek(std::io::SeekFrom::Start(offset)).await?;
+    let mut bytes = Vec::new();
+    // At most 256 KiB a frame; the rest comes on the next tick.
+    file.take(256 * 1024).read_to_end(&mut bytes).await?;
+    Ok(bytes)
+}
+
+/// How much of `bytes` ends on a UTF-8 character boundary (a character split across two
+/// reads waits for its other half).
+fn utf8_complete_len(bytes: &[u8]) -> usize {
+    match std::str::from_utf8(bytes) {
+        Ok(_) => bytes.len(),
+        Err(e) if e.error_len().is_none() => e.valid_up_to(),
+        Err(_) => bytes.len(),
+    }
+}

@@ -1,0 +1,166 @@
+//! The task records, in SQLite (WAL). Every status write is conditional on the status it
+//! replaces, so two paths that notice the same exit make one transition, not two.
+
+use std::path::Path;
+
+use app::model::{Task, TaskKind, TaskStatus};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+pub struct Store {
+    conn: Connection,
+}
+
+/// What a status transition writes besides the status.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    pub at: String,
+}
+
+const COLUMNS: &str = "id, name, kind, command, workdir, status, exit_code, created_at, \
+                       finished_at, last_activity_at, error";
+
+impl Store {
+    pub fn open(path: &Path) -> rusqlite::Result<Store> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // With WAL, NORMAL is still crash-safe for the database; it only may lose the last
+        // transaction on power loss, which the reconciler repairs from tmux anyway.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS tasks (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                command TEXT NOT NULL,
+                workdir TEXT NOT NULL,
+                status TEXT NOT NULL,
+                exit_code INTEGER,
+                created_at TEXT NOT NULL,
+                finished_at TEXT,
+                last_activity_at TEXT NOT NULL,
+                error TEXT
+            );
+            CREATE INDEX IF NOT EXISTS tasks_created ON tasks (created_at);",
+        )?;
+        Ok(Store { conn })
+    }
+
+    pub fn insert(&self, task: &Task) -> rusqlite::Result<()> {
+        self.conn.execute(
+            &format!("INSERT INTO tasks ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+            params![
+                task.id,
+                task.name,
+                task.kind.as_str(),
+                task.command,
+                task.workdir,
+                task.status.as_str(),
+                task.exit_code,
+                task.created_at,
+                task.finished_at,
+                task.last_activity_at,
+                task.error,
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn get(&self, id: &str) -> rusqlite::Result<Option<Task>> {
+        self.conn
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1"))?
+            .query_row([id], task_from_row)
+            .optional()
+    }
+
+    /// Every task, newest first.
+    pub fn list(&self) -> rusqlite::Result<Vec<Task>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM tasks ORDER BY created_at DESC, rowid DESC"
+        ))?;
+        let tasks = stmt.query_map([], task_from_row)?.collect();
+        tasks
+    }
+
+    /// Tasks that still have (or should have) a tmux session.
+    pub fn list_live(&self) -> rusqlite::Result<Vec<Task>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM tasks WHERE status IN ('running', 'waiting-for-input')"
+        ))?;
+        let tasks = stmt.query_map([], task_from_row)?.collect();
+        tasks
+    }
+
+    /// Moves a task from `from` to `to`; returns the new record, or `None` when the task was
+    /// no longer in `from` (someone else got there first) or does not exist.
+    pub fn transition(
+        &self,
+        id: &str,
+        from: TaskStatus,
+        to: TaskStatus,
+        outcome: &Outcome,
+    ) -> rusqlite::Result<Option<Task>> {
+        let finished_at = to.is_terminal().then_some(outcome.at.as_str());
+        let changed = self.conn.execute(
+            "UPDATE tasks SET status = ?3, exit_code = ?4, error = ?5, finished_at = ?6,
+                 last_activity_at = CASE WHEN ?7 > last_activity_at THEN ?7 ELSE last_activity_at END
+             WHERE id = ?1 AND status = ?2",
+            params![
+                id,
+                from.as_str(),
+                to.as_str(),
+                outcome.exit_code,
+                outcome.error,
+                finished_at,
+                outcome.at,
+            ],
+        )?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        self.get(id)
+    }
+
+    pub fn rename(&self, id: &str, name: &str) -> rusqlite::Result<Option<Task>> {
+        let changed = self.conn.execute(
+            "UPDATE tasks SET name = ?2 WHERE id = ?1",
+            params![id, name],
+        )?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        self.get(id)
+    }
+
+    pub fn touch_activity(&self, id: &str, at: &str) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "UPDATE tasks SET last_activity_at = ?2 WHERE id = ?1 AND last_activity_at < ?2",
+            params![id, at],
+        )?;
+        Ok(())
+    }
+
+    pub fn delete(&self, id: &str) -> rusqlite::Result<bool> {
+        Ok(self.conn.execute("DELETE FROM tasks WHERE id = ?1", [id])? > 0)
+    }
+}
+
+fn task_from_row(row: &Row) -> rusqlite::Result<Task> {
+    let kind: String = row.get(2)?;
+    let status: String = row.get(5)?;
+    Ok(Task {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        kind: TaskKind::parse(&kind).unwrap_or(TaskKind::Command),
+        command: row.get(3)?,
+        workdir: row.get(4)?,
+        status: TaskStatus::parse(&status).unwrap_or(TaskStatus::Error),
+        exit_code: row.get(6)?,
+        created_at: row.get(7)?,
+        finished_at: row.get(8)?,
+        last_activity_at: row.get(9)?,
+        error: row.get(10)?,
+    })
+}

@@ -1,0 +1,579 @@
+//! Tasks: the one place every change goes through. Each change updates the store and
+//! publishes its event while holding the store lock, so the order of events is the order of
+//! the writes, and `GET /api/tasks` can name the newest event its snapshot includes.
+
+use std::{
+    io::{Read, Seek, SeekFrom},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, SystemTime},
+};
+
+use app::model::{event, Deleted, Task, TaskKind, TaskList, TaskStatus};
+use chrono::{DateTime, SecondsFormat, Utc};
+use rand::Rng;
+use tokio::sync::Notify;
+
+use crate::{
+    broker::Broker,
+    runtime::{PaneState, Tmux},
+    store::{Outcome, Store},
+};
+
+pub const MAX_NAME_CHARS: usize = 100;
+
+/// How long a dead pane may go without an exit status before it is recorded as failed.
+const UNSETTLED_LIMIT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, PartialEq)]
+pub enum TaskError {
+    NotFound,
+    /// The request is well-formed but the task is in the wrong state for it.
+    Conflict(String),
+    Invalid(String),
+    Internal(String),
+}
+
+impl From<rusqlite::Error> for TaskError {
+    fn from(e: rusqlite::Error) -> Self {
+        TaskError::Internal(format!("database: {e}"))
+    }
+}
+
+pub type TaskResult<T> = Result<T, TaskError>;
+
+/// What one reconcile pass did.
+#[derive(Debug, Default)]
+pub struct Pass {
+    pub transitions: usize,
+    /// Some exit was seen but not yet complete; another pass should follow soon.
+    pub unsettled: bool,
+}
+
+pub struct NewCommand {
+    pub command: String,
+    pub name: Option<String>,
+    pub workdir: Option<String>,
+    pub prompt: Option<String>,
+}
+
+pub struct Tasks {
+    store: Mutex<Store>,
+    pub runtime: Tmux,
+    pub broker: Arc<Broker>,
+    data_dir: PathBuf,
+    idle_waiting: Duration,
+    /// Wakes the reconciler for a pass now (a task was created, a pane died).
+    pub reconcile_now: Notify,
+    /// Dead panes whose exit status is not known yet, and since when.
+    unsettled: Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+impl Tasks {
+    pub fn new(
+        store: Store,
+        runtime: Tmux,
+        broker: Arc<Broker>,
+        data_dir: PathBuf,
+        idle_waiting: Duration,
+    ) -> Tasks {
+        Tasks {
+            store: Mutex::new(store),
+            runtime,
+            broker,
+            data_dir,
+            idle_waiting,
+            reconcile_now: Notify::new(),
+            unsettled: Mutex::default(),
+        }
+    }
+
+    fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn output_path(&self, id: &str) -> PathBuf {
+        self.data_dir.join("tasks").join(id).join("output.log")
+    }
+
+    fn exit_path(&self, id: &str) -> PathBuf {
+        self.data_dir.join("tasks").join(id).join("exit")
+    }
+
+    /// The exit status the task's wrapper wrote when its command ended.
+    fn recorded_exit(&self, id: &str) -> Option<i32> {
+        std::fs::read_to_string(self.exit_path(id))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Every task, newest first, with the id of the newest event the list includes.
+    pub fn list(&self) -> TaskResult<TaskList> {
+        let store = self.store();
+        let tasks = store.list()?;
+        let event_id = self.broker.newest_id();
+        drop(store);
+        let tasks = tasks
+            .into_iter()
+            .map(|t| self.with_observed_activity(t))
+            .collect();
+        Ok(TaskList { tasks, event_id })
+    }
+
+    pub fn get(&self, id: &str) -> TaskResult<Task> {
+        let task = self.store().get(id)?.ok_or(TaskError::NotFound)?;
+        Ok(self.with_observed_activity(task))
+    }
+
+    pub fn create_command(&self, new: NewCommand) -> TaskResult<Task> {
+        let command = new.command.trim().to_string();
+        if command.is_empty() {
+            return Err(TaskError::Invalid("`command` must not be empty".into()));
+        }
+        let name = match new.name.map(|n| n.trim().to_string()) {
+            Some(name) if !name.is_empty() => validate_name(&name)?,
+            _ => default_name(&command),
+        };
+        let workdir = resolve_workdir(new.workdir.as_deref())?;
+        let task = self.start(TaskKind::Command, name, command, workdir)?;
+        if let (Some(prompt), true) = (new.prompt.filter(|p| !p.is_empty()), task.status.is_live())
+        {
+            self.type_prompt_when_ready(task.id.clone(), prompt);
+        }
+        Ok(task)
+    }
+
+    pub fn create_terminal(&self, workdir: Option<&str>) -> TaskResult<Task> {
+        let workdir = resolve_workdir(workdir)?;
+        self.start(
+            TaskKind::Terminal,
+            "terminal".into(),
+            format!("exec {} -l", user_shell()),
+            workdir,
+        )
+    }
+
+    /// Starts the tmux session, then records the task: `running` if tmux took it, `error`
+    /// with the reason if not. Never `running` for a task that did not start.
+    fn start(
+        &self,
+        kind: TaskKind,
+        name: String,
+        command: String,
+        workdir: PathBuf,
+    ) -> TaskResult<Task> {
+        let id = new_task_id();
+        let log = self.output_path(&id);
+        let prepared = std::fs::create_dir_all(log.parent().expect("a task dir"))
+            .and_then(|_| std::fs::File::create(&log).map(|_| ()));
+        let started = prepared.and_then(|_| {
+            self.runtime.start(
+                &id,
+                &user_shell(),
+                &command,
+                &workdir,
+                &log,
+                &self.exit_path(&id),
+            )
+        });
+        let now = now_text();
+        let mut task = Task {
+            id,
+            name,
+            kind,
+            command,
+            workdir: workdir.to_string_lossy().into_owned(),
+            status: TaskStatus::Running,
+            exit_code: None,
+            created_at: now.clone(),
+            finished_at: None,
+            last_activity_at: now.clone(),
+            error: None,
+        };
+        if let Err(e) = started {
+            tracing::warn!(task = %task.id, "could not start: {e}");
+            task.status = TaskStatus::Error;
+            task.error = Some(e.to_string());
+            task.finished_at = Some(now);
+        }
+        let store = self.store();
+        store.insert(&task)?;
+        self.broker.publish(event::TASK_CREATED, to_json(&task));
+        drop(store);
+        // A command that exits at once may have died before its record existed.
+        self.reconcile_now.notify_one();
+        Ok(task)
+    }
+
+    /// Moves a task from one of `from` to `to` and publishes `task.status`; `None` when it
+    /// was not in `from` any more (another path noticed first).
+    pub fn transition(
+        &self,
+        id: &str,
+        from: &[TaskStatus],
+        to: TaskStatus,
+        outcome: Outcome,
+    ) -> TaskResult<Option<Task>> {
+        let store = self.store();
+        for &status in from {
+            if let Some(task) = store.transition(id, status, to, &outcome)? {
+                self.broker.publish(event::TASK_STATUS, to_json(&task));
+                return Ok(Some(task));
+            }
+        }
+        Ok(None)
+    }
+
+    pub fn rename(&self, id: &str, name: &str) -> TaskResult<Task> {
+        let name = validate_name(name.trim())?;
+        if name.is_empty() {
+            return Err(TaskError::Invalid("`name` must not be empty".into()));
+        }
+        let store = self.store();
+        let task = store.rename(id, &name)?.ok_or(TaskError::NotFound)?;
+        self.broker.publish(event::TASK_UPDATED, to_json(&task));
+        drop(store);
+        Ok(self.with_observed_activity(task))
+    }
+
+    /// Types into a live task. Input counts as activity, so a waiting task runs again.
+    pub fn input(&self, id: &str, text: &str, submit: bool) -> TaskResult<Task> {
+        let task = self.get(id)?;
+        if !task.status.is_live() {
+            return Err(TaskError::Conflict(format!(
+                "task is {}",
+                task.status.as_str()
+            )));
+        }
+        self.runtime
+            .send_input(id, text, submit)
+            .map_err(|e| TaskError::Conflict(format!("could not type into the task: {e}")))?;
+        let now = now_text();
+        self.store().touch_activity(id, &now)?;
+        let running = Outcome {
+            at: now,
+            ..Outcome::default()
+        };
+        match self.transition(
+            id,
+            &[TaskStatus::WaitingForInput],
+            TaskStatus::Running,
+            running,
+        )? {
+            Some(task) => Ok(task),
+            None => self.get(id),
+        }
+    }
+
+    pub fn kill(&self, id: &str) -> TaskResult<Task> {
+        let outcome = Outcome {
+            at: now_text(),
+            ..Outcome::default()
+        };
+        let live = [TaskStatus::Running, TaskStatus::WaitingForInput];
+        match self.transition(id, &live, TaskStatus::Killed, outcome)? {
+            Some(task) => {
+                if let Err(e) = self.runtime.kill(id) {
+                    tracing::warn!(task = id, "kill-session: {e}");
+                }
+                Ok(task)
+            }
+            None => {
+                let task = self.get(id)?;
+                Err(TaskError::Conflict(format!(
+                    "task is already {}",
+                    task.status.as_str()
+                )))
+            }
+        }
+    }
+
+    /// Forgets a terminal task and its output.
+    pub fn delete(&self, id: &str) -> TaskResult<()> {
+        let store = self.store();
+        let task = store.get(id)?.ok_or(TaskError::NotFound)?;
+        if task.status.is_live() {
+            return Err(TaskError::Conflict(
+                "task is still live; kill it first".into(),
+            ));
+        }
+        store.delete(id)?;
+        self.broker.publish(
+            event::TASK_DELETED,
+            to_json(&Deleted { id: id.to_string() }),
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(self.data_dir.join("tasks").join(id));
+        Ok(())
+    }
+
+    /// The last `lines` lines the task printed, as plain text.
+    pub fn output_tail(&self, id: &str, lines: usize) -> TaskResult<String> {
+        self.get(id)?;
+        let bytes = read_tail(&self.output_path(id), lines)
+            .map_err(|e| TaskError::Internal(format!("reading output: {e}")))?;
+        let text = plain_text(&bytes);
+        let mut kept: Vec<&str> = text.lines().rev().take(lines).collect();
+        kept.reverse();
+        Ok(kept.join("\n"))
+    }
+
+    /// One reconcile pass: one `tmux list-panes` for every task, file times for activity.
+    pub fn reconcile(&self) -> TaskResult<Pass> {
+        let mut pass = Pass::default();
+        let live = self.store().list_live()?;
+        if live.is_empty() {
+            return Ok(pass);
+        }
+        let panes = self
+            .runtime
+            .list_panes()
+            .map_err(|e| TaskError::Internal(e.to_string()))?;
+        let now = SystemTime::now();
+        let mut finished_sessions = Vec::new();
+        for task in live {
+            let (to, outcome) = match panes.get(&task.id) {
+                None => (
+                    TaskStatus::Error,
+                    Outcome {
+                        error: Some("the tmux session disappeared".into()),
+                        at: now_text(),
+                        ..Outcome::default()
+                    },
+                ),
+                Some(pane) if pane.dead => match self.exit_code(&task.id, pane) {
+                    Some(code) => {
+                        finished_sessions.push(task.id.clone());
+                        exit_outcome(code)
+                    }
+                    None if self.unsettled_for(&task.id) < UNSETTLED_LIMIT => {
+                        pass.unsettled = true;
+                        continue;
+                    }
+                    // Nothing recorded how it ended (its wrapper shell was killed too).
+                    None => (
+                        TaskStatus::Failed,
+                        Outcome {
+                            error: Some("the task ended without an exit status".into()),
+                            at: now_text(),
+                            ..Outcome::default()
+                        },
+                    ),
+                },
+                Some(_) => {
+                    let activity = self.observed_activity(&task);
+                    let quiet = now.duration_since(activity).unwrap_or_default();
+                    let to = if quiet >= self.idle_waiting {
+                        TaskStatus::WaitingForInput
+                    } else {
+                        TaskStatus::Running
+                    };
+                    if to == task.status {
+                        continue;
+                    }
+                    (
+                        to,
+                        Outcome {
+                            at: time_text(activity),
+                            ..Outcome::default()
+                        },
+                    )
+                }
+            };
+            if self
+                .transition(&task.id, &[task.status], to, outcome)?
+                .is_some()
+            {
+                pass.transitions += 1;
+            }
+        }
+        if !finished_sessions.is_empty() {
+            // The status is recorded; the dead panes have nothing more to tell.
+            if let Err(e) = self.runtime.kill_sessions(&finished_sessions) {
+                tracing::debug!("removing finished sessions: {e}");
+            }
+        }
+        Ok(pass)
+    }
+
+    /// How long a dead pane has been waiting for its exit status.
+    fn unsettled_for(&self, id: &str) -> Duration {
+        let mut unsettled = self.unsettled.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        unsettled.retain(|_, since| now.duration_since(*since) < UNSETTLED_LIMIT * 2);
+        now.duration_since(*unsettled.entry(id.to_string()).or_insert(now))
+    }
+
+    /// How a dead pane's program ended: the wrapper's record, else what tmux knows (a
+    /// signal as 128 + signal, like shells report it). `None` until one of them knows: the
+    /// pane's terminal can close a moment before the status is written.
+    fn exit_code(&self, id: &str, pane: &PaneState) -> Option<i32> {
+        self.recorded_exit(id)
+            .or(pane.exit_status.filter(|_| pane.exit_signal.is_none()))
+            .or(pane.exit_signal.map(|s| 128 + s))
+    }
+
+    /// The later of the recorded activity (input, transitions) and the output file's mtime.
+    fn observed_activity(&self, task: &Task) -> SystemTime {
+        let recorded = parse_time(&task.last_activity_at).unwrap_or(SystemTime::UNIX_EPOCH);
+        let written = std::fs::metadata(self.output_path(&task.id))
+            .and_then(|m| m.modified())
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        recorded.max(written)
+    }
+
+    fn with_observed_activity(&self, mut task: Task) -> Task {
+        if task.status.is_live() {
+            task.last_activity_at = time_text(self.observed_activity(&task));
+        }
+        task
+    }
+
+    /// Types the prompt once the program looks ready: it has printed something and then
+    /// gone quiet for a moment (or, failing that, after a few seconds).
+    fn type_prompt_when_ready(&self, id: String, prompt: String) {
+        let log = self.output_path(&id);
+        let runtime = self.runtime.clone();
+        tokio::task::spawn_blocking(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let settle = Duration::from_millis(800);
+            let mut last_len = 0;
+            let mut since_change = std::time::Instant::now();
+            while std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+                let len = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+                if len != last_len {
+                    last_len = len;
+                    since_change = std::time::Instant::now();
+                } else if len > 0 && since_change.elapsed() >= settle {
+                    break;
+                }
+            }
+            if let Err(e) = runtime.send_input(&id, &prompt, true) {
+                tracing::warn!(task = %id, "typing the prompt: {e}");
+            }
+        });
+    }
+}
+
+fn exit_outcome(code: i32) -> (TaskStatus, Outcome) {
+    let status = if code == 0 {
+        TaskStatus::Completed
+    } else {
+        TaskStatus::Failed
+    };
+    (
+        status,
+        Outcome {
+            exit_code: Some(code),
+            at: now_text(),
+            ..Outcome::default()
+        },
+    )
+}
+
+/// The user's shell runs the commands, so their aliases and syntax work as in a terminal.
+fn user_shell() -> String {
+    std::env::var("SHELL")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "/bin/sh".into())
+}
+
+fn validate_name(name: &str) -> TaskResult<String> {
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(TaskError::Invalid(format!(
+            "`name` must be at most {MAX_NAME_CHARS} characters"
+        )));
+    }
+    Ok(name.to_string())
+}
+
+fn default_name(command: &str) -> String {
+    let first_line = command.lines().next().unwrap_or(command);
+    let mut name: String = first_line.chars().take(60).collect();
+    if name.len() < first_line.len() {
+        name.push('…');
+    }
+    name
+}
+
+/// The task's working directory: the one asked for, which must exist, or the server's own.
+fn resolve_workdir(workdir: Option<&str>) -> TaskResult<PathBuf> {
+    match workdir.map(str::trim).filter(|w| !w.is_empty()) {
+        None => std::env::current_dir().map_err(|e| TaskError::Internal(e.to_string())),
+        Some(dir) => {
+            let path = PathBuf::from(dir);
+            if path.is_dir() {
+                Ok(path.canonicalize().unwrap_or(path))
+            } else {
+                Err(TaskError::Invalid(format!(
+                    "`workdir` {dir:?} is not an existing directory"
+                )))
+            }
+        }
+    }
+}
+
+/// Six lowercase letters and digits: short enough to type, plenty for one user's tasks.
+fn new_task_id() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..8)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+pub fn now_text() -> String {
+    time_text(SystemTime::now())
+}
+
+fn time_text(at: SystemTime) -> String {
+    DateTime::<Utc>::from(at).to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn parse_time(text: &str) -> Option<SystemTime> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(SystemTime::from)
+}
+
+pub fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("wire types serialize")
+}
+
+/// Reads enough of the end of `path` to hold `lines` lines.
+fn read_tail(path: &Path, lines: usize) -> std::io::Result<Vec<u8>> {
+    const BLOCK: u64 = 64 * 1024;
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    let mut start = len;
+    let mut buf = Vec::new();
+    while start > 0 {
+        let from = start.saturating_sub(BLOCK);
+        let mut block = vec![0; (start - from) as usize];
+        file.seek(SeekFrom::Start(from))?;
+        file.read_exact(&mut block)?;
+        block.extend_from_slice(&buf);
+        buf = block;
+        start = from;
+        if buf.iter().filter(|&&b| b == b'\n').count() > lines {
+            break;
+        }
+    }
+    Ok(buf)
+}
+
+/// Terminal output as plain text: escape sequences removed, CRLF as LF, lone CRs dropped.
+pub fn plain_text(bytes: &[u8]) -> String {
+    let stripped = strip_ansi_escapes::strip(bytes);
+    String::from_utf8_lossy(&stripped)
+        .replace("\r\n", "\n")
+        .replace('\r', "")
+}

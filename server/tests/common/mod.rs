@@ -1,0 +1,321 @@
+//! A real server for tests: the router from `server::app`, served on an ephemeral port, with
+//! a temporary data dir and a tmux socket of its own.
+#![allow(dead_code)]
+
+use std::{
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
+
+use app::model::{Task, TaskStatus};
+use futures::StreamExt;
+use leptos::prelude::LeptosOptions;
+use reqwest::{Client, Method, StatusCode};
+use serde_json::Value;
+use server::{app, AppState, Config};
+
+pub const TOKEN: &str = "test-token";
+
+/// The data dir and tmux socket, which outlive any one server (restart tests).
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub socket: String,
+}
+
+impl Fixture {
+    pub fn new() -> Fixture {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let socket = format!(
+            "twtest-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        Fixture {
+            dir: tempfile::tempdir().expect("a temp dir"),
+            socket,
+        }
+    }
+
+    pub fn config(&self) -> Config {
+        Config::for_dirs(self.dir.path().join("data"), self.socket.clone())
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub async fn serve(&self) -> TestServer {
+        self.serve_with(|_| {}).await
+    }
+
+    pub async fn serve_with(&self, adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let mut config = self.config();
+        adjust(&mut config);
+        TestServer::start(config).await
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+pub struct TestServer {
+    pub base: String,
+    pub client: Client,
+    pub state: AppState,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start(config: Config) -> TestServer {
+        let leptos = LeptosOptions::builder().output_name("taskwire").build();
+        let state = AppState::open(config, leptos).expect("server state");
+        state.spawn_reconciler();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = state.shutdown.clone();
+        let router = app(state.clone());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await
+                .unwrap();
+        });
+        TestServer {
+            base: format!("http://{addr}"),
+            client: Client::new(),
+            state,
+            server: Some(server),
+        }
+    }
+
+    /// Shuts down as on SIGTERM and waits until the server has stopped.
+    pub async fn stop(mut self) {
+        self.state.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            tokio::time::timeout(Duration::from_secs(5), server)
+                .await
+                .expect("the server stops promptly")
+                .unwrap();
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(TOKEN)
+    }
+
+    /// Sends a request and returns the status and the JSON body (Null when empty).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.request(method, path);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.expect("request sent");
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, json)
+    }
+
+    pub async fn create(&self, body: Value) -> Task {
+        let (status, json) = self.call(Method::POST, "/api/tasks", Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "create answered {json}");
+        serde_json::from_value(json).unwrap()
+    }
+
+    pub async fn task(&self, id: &str) -> Task {
+        let (status, json) = self
+            .call(Method::GET, &format!("/api/tasks/{id}"), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "get answered {json}");
+        serde_json::from_value(json).unwrap()
+    }
+
+    /// Waits until the task has `status`, failing after `within`.
+    pub async fn wait_for_status(&self, id: &str, status: TaskStatus, within: Duration) -> Task {
+        let deadline = Instant::now() + within;
+        loop {
+            let task = self.task(id).await;
+            if task.status == status {
+                return task;
+            }
+            if Instant::now() >= deadline {
+                let panes = self.state.tasks.runtime.list_panes();
+                eprintln!("tmux panes: {panes:?}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "task {id} still {:?} after {within:?}, wanted {status:?}: {task:?}",
+                task.status
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn events(&self, query: &str, last_event_id: Option<&str>) -> SseClient {
+        let mut req = self.request(Method::GET, &format!("/api/events{query}"));
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id);
+        }
+        SseClient::connect(req).await
+    }
+}
+
+/// Waits for `condition` to hold, polling, failing after `within`.
+pub async fn wait_until(what: &str, within: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn session_exists(socket: &str, id: &str) -> bool {
+    std::process::Command::new("tmux")
+        .args(["-L", socket, "has-session", "-t", &format!("tw-{id}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+pub fn output_log(data_dir: &Path, id: &str) -> PathBuf {
+    data_dir.join("tasks").join(id).join("output.log")
+}
+
+/// One SSE frame. Comments (heartbeats) come as frames with only `comment` set.
+#[derive(Clone, Debug, Default)]
+pub struct Frame {
+    pub event: Option<String>,
+    pub id: Option<String>,
+    pub data: String,
+    pub retry: Option<u64>,
+    pub comment: Option<String>,
+}
+
+impl Frame {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data).unwrap_or(Value::Null)
+    }
+
+    pub fn name(&self) -> &str {
+        self.event.as_deref().unwrap_or("")
+    }
+}
+
+/// A minimal Server-Sent Events reader over a reqwest response.
+pub struct SseClient {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    body: Option<futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>>,
+    buffer: String,
+}
+
+impl SseClient {
+    pub async fn connect(req: reqwest::RequestBuilder) -> SseClient {
+        let res = req.send().await.expect("stream request sent");
+        SseClient {
+            status: res.status(),
+            headers: res.headers().clone(),
+            body: Some(res.bytes_stream().boxed()),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next frame, or `None` when the server closed the stream. Panics after `within`.
+    pub async fn next_within(&mut self, within: Duration) -> Option<Frame> {
+        tokio::time::timeout(within, self.next())
+            .await
+            .unwrap_or_else(|_| panic!("no frame within {within:?}"))
+    }
+
+    pub async fn next(&mut self) -> Option<Frame> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                return Some(parse_frame(&block));
+            }
+            let chunk = self.body.as_mut()?.next().await;
+            match chunk {
+                Some(Ok(bytes)) => self.buffer.push_str(&String::from_utf8_lossy(&bytes)),
+                _ => {
+                    self.body = None;
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// The next frame that is not a heartbeat comment.
+    pub async fn next_event(&mut self, within: Duration) -> Option<Frame> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let frame = self.next_within(left).await?;
+            if frame.event.is_some() || !frame.data.is_empty() {
+                return Some(frame);
+            }
+        }
+    }
+
+    /// Skips frames until one named `name`, failing after `within`.
+    pub async fn wait_for(&mut self, name: &str, within: Duration) -> Frame {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let frame = self
+                .next_within(left)
+                .await
+                .unwrap_or_else(|| panic!("stream closed before {name}"));
+            if frame.name() == name {
+                return frame;
+            }
+        }
+    }
+
+    /// Closes the connection.
+    pub fn close(&mut self) {
+        self.body = None;
+    }
+}
+
+fn parse_frame(block: &str) -> Frame {
+    let mut frame = Frame::default();
+    let mut data = Vec::new();
+    for line in block.lines() {
+        if let Some(comment) = line.strip_prefix(':') {
+            frame.comment = Some(comment.to_string());
+            continue;
+        }
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "event" => frame.event = Some(value.to_string()),
+            "id" => frame.id = Some(value.to_string()),
+            "data" => data.push(value.to_string()),
+            "retry" => frame.retry = value.parse().ok(),
+            _ => {}
+        }
+    }
+    frame.data = data.join("\n");
+    frame
+}
