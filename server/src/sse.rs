@@ -59,7 +59,7 @@ pub async fn events(
     let frames = event_frames(state.clone(), subscription);
     let keep_alive = KeepAlive::new()
         .interval(state.config.heartbeat())
-        .text(" keep-alive");
+        .text("keep-alive");
     with_stream_headers(Sse::new(frames).keep_alive(keep_alive).into_response())
 }
 
@@ -206,7 +206,7 @@ pub async fn output_stream(
     };
     let keep_alive = KeepAlive::new()
         .interval(state.config.heartbeat())
-        .text(" keep-alive");
+        .text("keep-alive");
     with_stream_headers(Sse::new(frames).keep_alive(keep_alive).into_response())
 }
 
