@@ -1,13 +1,20 @@
+#![recursion_limit = "256"]
 //! The taskwire browser app, compiled for the server (SSR) and the browser (hydrate).
 
+pub mod client;
+pub mod format;
+pub mod live;
 pub mod model;
+mod pages;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
-    components::{Route, Router, Routes},
+    components::{Route, Router, Routes, A},
     path,
 };
+
+use crate::live::{provide_live, use_live};
 
 /// The HTML document the server renders around the app.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -18,6 +25,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="color-scheme" content="light dark"/>
+                <link rel="icon" href="data:,"/>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
                 <MetaTags/>
@@ -32,25 +40,72 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    let live = provide_live();
     // Only the browser runs effects: the marker says hydration has taken over.
     Effect::new(move |_| {
         if let Some(body) = document().body() {
             let _ = body.set_attribute("data-hydrated", "true");
         }
     });
+    let title = move || match live.waiting_count() {
+        0 => "taskwire".to_string(),
+        n => format!("({n}) taskwire"),
+    };
     view! {
         <Stylesheet id="leptos" href="/pkg/taskwire.css"/>
-        <Title text="taskwire"/>
+        <Title text=title/>
         <Router>
-            <header class="top">
-                <a class="brand" href="/">"taskwire"</a>
-                <span class="badge" role="status">"Connecting…"</span>
-            </header>
+            <Header/>
             <main>
-                <Routes fallback=|| view! { <p>"Not found."</p> }>
-                    <Route path=path!("/") view=|| view! { <ul class="tasks"></ul> }/>
-                </Routes>
+                <Show when=move || !live.signed_out.get() fallback=SignIn>
+                    <Routes fallback=|| view! { <p class="empty">"No such page."</p> }>
+                        <Route path=path!("/") view=pages::TaskListPage/>
+                        <Route path=path!("/new") view=pages::NewTaskPage/>
+                        <Route path=path!("/tasks/:id") view=pages::TaskPage/>
+                    </Routes>
+                </Show>
             </main>
         </Router>
+    }
+}
+
+#[component]
+fn Header() -> impl IntoView {
+    let live = use_live();
+    let connection = live.connection;
+    view! {
+        <header class="top">
+            <A href="/" attr:class="brand">
+                <span class="logo" aria-hidden="true">"▍"</span>
+                "taskwire"
+            </A>
+            <nav class="top-actions">
+                <A href="/new" attr:class="button primary">"New task"</A>
+            </nav>
+            <span
+                class=move || format!("badge badge-{}", format!("{:?}", connection.get()).to_lowercase())
+                role="status"
+                aria-live="polite"
+                data-testid="connection"
+            >
+                {move || connection.get().label()}
+            </span>
+        </header>
+    }
+}
+
+/// Shown when the server says 401. A plain GET form, so it works before hydration too.
+#[component]
+fn SignIn() -> impl IntoView {
+    view! {
+        <section class="card sign-in">
+            <h1>"Sign in"</h1>
+            <p>"Paste the token that taskwire printed when it started (it is also in the data directory, in " <code>"token"</code> ")."</p>
+            <form method="get" action="/login">
+                <label for="token">"Token"</label>
+                <input id="token" name="token" type="password" autocomplete="current-password" required/>
+                <button class="button primary" type="submit">"Sign in"</button>
+            </form>
+        </section>
     }
 }

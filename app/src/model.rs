@@ -1,5 +1,6 @@
 //! Wire types shared by the server and the browser: the JSON of DESIGN.md.
 
+use reactive_stores::{Patch, Store};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -75,13 +76,18 @@ impl TaskKind {
 
 /// One task as the API and the events carry it. Timestamps are RFC 3339 UTC with
 /// milliseconds, kept as text so the browser needs no date library.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+///
+/// `Store` and `Patch` let the browser hold tasks in a keyed store and patch a task field
+/// by field, so only what changed re-renders.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Store, Patch)]
 pub struct Task {
     pub id: String,
     pub name: String,
+    #[patch(|this, new| *this = new)]
     pub kind: TaskKind,
     pub command: String,
     pub workdir: String,
+    #[patch(|this, new| *this = new)]
     pub status: TaskStatus,
     pub exit_code: Option<i32>,
     pub created_at: String,

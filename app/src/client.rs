@@ -1,0 +1,129 @@
+//! Calls to the REST API from the browser. Changes carry `X-Taskwire: 1`, which the server
+//! requires of cookie-authenticated changes (a CSRF guard).
+
+use gloo_net::http::{Request, RequestBuilder, Response};
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::json;
+
+use crate::model::{Output, Task, TaskList};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiError {
+    /// The HTTP status, or 0 when the request did not get an answer.
+    pub status: u16,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn unauthorized(&self) -> bool {
+        self.status == 401
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+fn network(e: gloo_net::Error) -> ApiError {
+    ApiError {
+        status: 0,
+        message: format!("network error: {e}"),
+    }
+}
+
+async fn answer<T: DeserializeOwned>(response: Response) -> ApiResult<T> {
+    if response.ok() {
+        return response.json::<T>().await.map_err(network);
+    }
+    let status = response.status();
+    let message = match response.json::<serde_json::Value>().await {
+        Ok(body) => body["error"]
+            .as_str()
+            .unwrap_or("request failed")
+            .to_string(),
+        Err(_) => format!("request failed ({status})"),
+    };
+    Err(ApiError { status, message })
+}
+
+fn change(builder: RequestBuilder) -> RequestBuilder {
+    builder.header("X-Taskwire", "1")
+}
+
+async fn send_json<T: DeserializeOwned>(
+    builder: RequestBuilder,
+    body: &impl Serialize,
+) -> ApiResult<T> {
+    let request = change(builder).json(body).map_err(network)?;
+    answer(request.send().await.map_err(network)?).await
+}
+
+pub async fn list_tasks() -> ApiResult<TaskList> {
+    answer(Request::get("/api/tasks").send().await.map_err(network)?).await
+}
+
+pub async fn create_task(
+    name: &str,
+    command: &str,
+    workdir: &str,
+    prompt: &str,
+) -> ApiResult<Task> {
+    let mut body = json!({ "command": command });
+    for (key, value) in [("name", name), ("workdir", workdir), ("prompt", prompt)] {
+        if !value.trim().is_empty() {
+            body[key] = json!(value);
+        }
+    }
+    send_json(Request::post("/api/tasks"), &body).await
+}
+
+pub async fn create_terminal(workdir: &str) -> ApiResult<Task> {
+    let body = if workdir.trim().is_empty() {
+        json!({})
+    } else {
+        json!({ "workdir": workdir })
+    };
+    send_json(Request::post("/api/tasks/terminal"), &body).await
+}
+
+pub async fn rename(id: &str, name: &str) -> ApiResult<Task> {
+    send_json(
+        Request::patch(&format!("/api/tasks/{id}")),
+        &json!({ "name": name }),
+    )
+    .await
+}
+
+pub async fn send_input(id: &str, text: &str) -> ApiResult<Task> {
+    send_json(
+        Request::post(&format!("/api/tasks/{id}/input")),
+        &json!({ "text": text, "submit": true }),
+    )
+    .await
+}
+
+pub async fn kill(id: &str) -> ApiResult<Task> {
+    let request = change(Request::post(&format!("/api/tasks/{id}/kill")));
+    answer(request.send().await.map_err(network)?).await
+}
+
+pub async fn delete(id: &str) -> ApiResult<()> {
+    let request = change(Request::delete(&format!("/api/tasks/{id}")));
+    let response = request.send().await.map_err(network)?;
+    if response.ok() {
+        return Ok(());
+    }
+    answer::<serde_json::Value>(response).await.map(|_| ())
+}
+
+pub async fn output_tail(id: &str, lines: usize) -> ApiResult<String> {
+    let response = Request::get(&format!("/api/tasks/{id}/output?tail={lines}"))
+        .send()
+        .await
+        .map_err(network)?;
+    answer::<Output>(response).await.map(|o| o.output)
+}

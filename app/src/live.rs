@@ -1,0 +1,386 @@
+//! The live layer: one `EventSource` per tab feeding a keyed store of tasks.
+//!
+//! - Events patch one task each; they never cause a refetch.
+//! - One full `GET /api/tasks`, patched into the store, whenever something may have been
+//!   missed: the first load, `ready` with `resumed: false`, `resync`, and the first `ready`
+//!   after an `end` or an error.
+//! - While the stream is up, a safety refresh every 60 s; while it is down, a poll every 5 s
+//!   and reconnects with backoff and jitter.
+//! - The stream is opened by the first component that calls [`use_live`] and closed when the
+//!   last one goes away.
+
+use leptos::prelude::*;
+use reactive_stores::Store;
+
+use crate::model::{Task, TaskStatus};
+
+/// What the header badge shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Connection {
+    Connecting,
+    Live,
+    Reconnecting,
+    Polling,
+}
+
+impl Connection {
+    pub fn label(self) -> &'static str {
+        match self {
+            Connection::Connecting => "Connecting…",
+            Connection::Live => "Live",
+            Connection::Reconnecting => "Reconnecting…",
+            Connection::Polling => "Polling",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Store)]
+pub struct Tasks {
+    #[store(key: String = |task| task.id.clone())]
+    pub tasks: Vec<Task>,
+}
+
+/// Shared by every component through context. All parts are `Copy` handles.
+#[derive(Clone, Copy)]
+pub struct Live {
+    pub store: Store<Tasks>,
+    pub connection: RwSignal<Connection>,
+    /// The first full fetch has arrived.
+    pub loaded: RwSignal<bool>,
+    /// The server answered 401: show the sign-in form.
+    pub signed_out: RwSignal<bool>,
+    /// Milliseconds since 1970, ticking every few seconds for "idle 4m" labels.
+    pub now: RwSignal<f64>,
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+    users: RwSignal<usize>,
+}
+
+pub fn provide_live() -> Live {
+    let live = Live {
+        store: Store::new(Tasks::default()),
+        connection: RwSignal::new(Connection::Connecting),
+        loaded: RwSignal::new(false),
+        signed_out: RwSignal::new(false),
+        now: RwSignal::new(0.0),
+        users: RwSignal::new(0),
+    };
+    provide_context(live);
+    live
+}
+
+/// The live layer, opened for as long as the calling component lives.
+pub fn use_live() -> Live {
+    let live = expect_context::<Live>();
+    #[cfg(feature = "hydrate")]
+    {
+        let first = live.users.try_update_untracked(|n| {
+            *n += 1;
+            *n == 1
+        });
+        if first == Some(true) {
+            browser::open(live);
+        }
+        on_cleanup(move || {
+            let last = live.users.try_update_untracked(|n| {
+                *n -= 1;
+                *n == 0
+            });
+            if last == Some(true) {
+                browser::close();
+            }
+        });
+    }
+    live
+}
+
+impl Live {
+    pub fn waiting_count(&self) -> usize {
+        self.store
+            .tasks()
+            .read()
+            .iter()
+            .filter(|t| t.status == TaskStatus::WaitingForInput)
+            .count()
+    }
+
+    /// Applies one change to the task list through a keyed patch: only the fields that
+    /// differ notify, so only what changed re-renders.
+    pub fn change(&self, edit: impl FnOnce(&mut Vec<Task>)) {
+        let mut tasks = self.store.tasks().get_untracked();
+        edit(&mut tasks);
+        self.store.tasks().patch(tasks);
+    }
+
+    pub fn upsert(&self, task: Task) {
+        self.change(|tasks| match tasks.iter_mut().find(|t| t.id == task.id) {
+            Some(slot) => *slot = task,
+            // Newest first, as the server lists them.
+            None => tasks.insert(0, task),
+        });
+    }
+
+    pub fn remove(&self, id: &str) {
+        self.change(|tasks| tasks.retain(|t| t.id != id));
+    }
+
+    pub fn replace_all(&self, tasks: Vec<Task>) {
+        self.store.tasks().patch(tasks);
+        self.loaded.set(true);
+    }
+}
+
+#[cfg(feature = "hydrate")]
+mod browser {
+    //! The browser side: EventSource, timers and fetches. WASM is single-threaded, so the
+    //! connection lives in a thread-local.
+
+    use std::{cell::RefCell, time::Duration};
+
+    use leptos::{prelude::*, task::spawn_local};
+    use wasm_bindgen::{prelude::Closure, JsCast};
+    use web_sys::{EventSource, MessageEvent};
+
+    use super::{Connection, Live};
+    use crate::{
+        client,
+        model::{event, Deleted, Ready, Task},
+    };
+
+    const POLL_EVERY: Duration = Duration::from_secs(5);
+    const SAFETY_REFRESH_MS: f64 = 60_000.0;
+    const MAX_BACKOFF_MS: f64 = 30_000.0;
+
+    #[derive(Default)]
+    struct State {
+        live: Option<Live>,
+        source: Option<EventSource>,
+        /// Kept alive as long as `source` uses them.
+        listeners: Vec<Closure<dyn FnMut(MessageEvent)>>,
+        ticker: Option<IntervalHandle>,
+        /// The newest event id seen (or the first fetch's `event_id`): the resume cursor.
+        last_id: Option<String>,
+        /// Set by `end` and errors: the next `ready` refetches whatever it says.
+        refetch_on_ready: bool,
+        fetching: bool,
+        /// Events that arrived while a full fetch was in flight, re-applied after it.
+        during_fetch: Vec<(String, String)>,
+        last_fetch_ms: f64,
+        backoff_ms: f64,
+        reconnect_pending: bool,
+    }
+
+    thread_local! {
+        static STATE: RefCell<State> = RefCell::new(State::default());
+    }
+
+    fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
+        STATE.with(|s| f(&mut s.borrow_mut()))
+    }
+
+    pub fn open(live: Live) {
+        with(|s| s.live = Some(live));
+        live.now.set(js_sys::Date::now());
+        let ticker = set_interval_with_handle(tick, POLL_EVERY).ok();
+        with(|s| s.ticker = ticker);
+        // The first fetch names the event to resume after, so nothing falls between the two.
+        spawn_local(async {
+            refetch().await;
+            connect();
+        });
+    }
+
+    pub fn close() {
+        with(|s| {
+            if let Some(source) = s.source.take() {
+                source.close();
+            }
+            s.listeners.clear();
+            if let Some(ticker) = s.ticker.take() {
+                ticker.clear();
+            }
+            s.live = None;
+        });
+    }
+
+    fn live() -> Option<Live> {
+        with(|s| s.live)
+    }
+
+    /// Every 5 s: update the clock; poll while the stream is down; the safety refresh while up.
+    fn tick() {
+        let Some(live) = live() else { return };
+        let now = js_sys::Date::now();
+        live.now.set(now);
+        let connection = live.connection.get_untracked();
+        let due = match connection {
+            Connection::Live => now - with(|s| s.last_fetch_ms) >= SAFETY_REFRESH_MS,
+            _ => true,
+        };
+        if connection == Connection::Reconnecting {
+            live.connection.set(Connection::Polling);
+        }
+        if due {
+            spawn_local(refetch());
+        }
+    }
+
+    async fn refetch() {
+        if with(|s| std::mem::replace(&mut s.fetching, true)) {
+            return;
+        }
+        with(|s| s.last_fetch_ms = js_sys::Date::now());
+        let result = client::list_tasks().await;
+        let replay = with(|s| {
+            s.fetching = false;
+            std::mem::take(&mut s.during_fetch)
+        });
+        let Some(live) = live() else { return };
+        match result {
+            Ok(list) => {
+                live.signed_out.set(false);
+                with(|s| {
+                    if s.last_id.is_none() {
+                        s.last_id = Some(list.event_id.clone());
+                    }
+                });
+                live.replace_all(list.tasks);
+                // Anything pushed while the list was on its way is newer than (or as new
+                // as) the list: apply it again on top.
+                for (name, data) in replay {
+                    apply(&live, &name, &data);
+                }
+            }
+            Err(e) if e.unauthorized() => live.signed_out.set(true),
+            Err(e) => leptos::logging::warn!("refreshing tasks: {e}"),
+        }
+    }
+
+    fn events_url() -> String {
+        match with(|s| s.last_id.clone()) {
+            Some(id) => format!("/api/events?since={}", js_sys::encode_uri_component(&id)),
+            None => "/api/events".to_string(),
+        }
+    }
+
+    fn connect() {
+        if live().is_none() {
+            return;
+        }
+        let Ok(source) = EventSource::new(&events_url()) else {
+            schedule_reconnect();
+            return;
+        };
+        let mut listeners = Vec::new();
+        let names = [
+            event::READY,
+            event::TASK_CREATED,
+            event::TASK_STATUS,
+            event::TASK_UPDATED,
+            event::TASK_DELETED,
+            event::RESYNC,
+            event::END,
+        ];
+        for name in names {
+            let listener = Closure::<dyn FnMut(MessageEvent)>::new(move |message: MessageEvent| {
+                on_message(name, &message);
+            });
+            let _ =
+                source.add_event_listener_with_callback(name, listener.as_ref().unchecked_ref());
+            listeners.push(listener);
+        }
+        let on_error = Closure::<dyn FnMut(MessageEvent)>::new(move |_| on_error());
+        source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        listeners.push(on_error);
+        with(|s| {
+            if let Some(old) = s.source.replace(source) {
+                old.close();
+            }
+            s.listeners = listeners;
+        });
+    }
+
+    fn on_message(name: &'static str, message: &MessageEvent) {
+        let Some(live) = live() else { return };
+        let data = message.data().as_string().unwrap_or_default();
+        let id = message.last_event_id();
+        if !id.is_empty() {
+            with(|s| s.last_id = Some(id));
+        }
+        match name {
+            event::READY => {
+                live.connection.set(Connection::Live);
+                let resumed = serde_json::from_str::<Ready>(&data).is_ok_and(|r| r.resumed);
+                let forced = with(|s| {
+                    s.backoff_ms = 0.0;
+                    std::mem::take(&mut s.refetch_on_ready)
+                });
+                if !resumed || forced {
+                    spawn_local(refetch());
+                }
+            }
+            event::RESYNC => spawn_local(refetch()),
+            event::END => with(|s| s.refetch_on_ready = true),
+            _ => {
+                with(|s| {
+                    if s.fetching {
+                        s.during_fetch.push((name.to_string(), data.clone()));
+                    }
+                });
+                apply(&live, name, &data);
+            }
+        }
+    }
+
+    /// Applies one task event. A malformed one is logged and skipped; it breaks nothing.
+    fn apply(live: &Live, name: &str, data: &str) {
+        let applied = match name {
+            event::TASK_DELETED => {
+                serde_json::from_str::<Deleted>(data).map(|d| live.remove(&d.id))
+            }
+            _ => serde_json::from_str::<Task>(data).map(|task| live.upsert(task)),
+        };
+        if let Err(e) = applied {
+            leptos::logging::warn!("ignoring a malformed {name} event: {e}");
+        }
+    }
+
+    fn on_error() {
+        let Some(live) = live() else { return };
+        with(|s| s.refetch_on_ready = true);
+        let closed = with(|s| {
+            s.source
+                .as_ref()
+                .is_none_or(|source| source.ready_state() == EventSource::CLOSED)
+        });
+        if closed {
+            // The browser gave up (an HTTP error such as 401 or 503): poll, and reconnect
+            // ourselves later.
+            live.connection.set(Connection::Polling);
+            spawn_local(refetch());
+            schedule_reconnect();
+        } else if live.connection.get_untracked() != Connection::Polling {
+            // The browser retries by itself; the ticker polls meanwhile (and says so).
+            live.connection.set(Connection::Reconnecting);
+        }
+    }
+
+    /// A new EventSource after a delay that doubles up to 30 s, with jitter so that many
+    /// tabs do not come back at the same moment.
+    fn schedule_reconnect() {
+        if with(|s| std::mem::replace(&mut s.reconnect_pending, true)) {
+            return;
+        }
+        let backoff = with(|s| {
+            s.backoff_ms = (s.backoff_ms * 2.0).clamp(1000.0, MAX_BACKOFF_MS);
+            s.backoff_ms
+        });
+        let delay = backoff * (0.5 + js_sys::Math::random());
+        set_timeout(
+            || {
+                with(|s| s.reconnect_pending = false);
+                connect();
+            },
+            Duration::from_millis(delay as u64),
+        );
+    }
+}
