@@ -1,0 +1,128 @@
+// Starts the real release binary (target/release/taskwire) for a test file: its own port,
+// data dir and tmux socket, so files can run side by side. It can be stopped and started
+// again on the same port and data, as a user restarting taskwire would.
+import { spawn, spawnSync, ChildProcess } from 'child_process';
+import * as fs from 'fs';
+import * as net from 'net';
+import * as os from 'os';
+import * as path from 'path';
+import { expect, Page } from '@playwright/test';
+
+export const TOKEN = 'e2e-token';
+const ROOT = path.resolve(__dirname, '../..');
+const BINARY = path.join(ROOT, 'target/release/taskwire');
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as net.AddressInfo).port;
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+export interface Task {
+  id: string; name: string; kind: string; command: string; workdir: string; status: string;
+  exit_code: number | null; error: string | null;
+}
+
+export class Taskwire {
+  private proc?: ChildProcess;
+  readonly dataDir: string;
+  readonly socket: string;
+  url = '';
+  private port = 0;
+
+  private constructor(private env: Record<string, string>) {
+    this.dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'taskwire-e2e-'));
+    this.socket = `tw-e2e-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  }
+
+  static async start(env: Record<string, string> = {}): Promise<Taskwire> {
+    const server = new Taskwire(env);
+    server.port = await freePort();
+    server.url = `http://127.0.0.1:${server.port}`;
+    await server.launch();
+    return server;
+  }
+
+  async launch(): Promise<void> {
+    this.proc = spawn(BINARY, [], {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        LEPTOS_SITE_ADDR: `127.0.0.1:${this.port}`,
+        TASKWIRE_DATA_DIR: this.dataDir,
+        TASKWIRE_TMUX_SOCKET: this.socket,
+        TASKWIRE_TOKEN: TOKEN,
+        TASKWIRE_IDLE_WAITING_SECS: '2',
+        TASKWIRE_RECONCILE_SECS: '1',
+        RUST_LOG: 'warn',
+        ...this.env,
+      },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      try {
+        const res = await fetch(`${this.url}/healthz`);
+        if (res.ok) return;
+      } catch {
+        // not listening yet
+      }
+      if (Date.now() > deadline) throw new Error('taskwire did not start');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** SIGTERM, as a user stopping the service; tasks keep running in tmux. */
+  async stop(): Promise<void> {
+    const proc = this.proc;
+    if (!proc || proc.exitCode !== null) return;
+    const exited = new Promise((r) => proc.once('exit', r));
+    proc.kill('SIGTERM');
+    await exited;
+  }
+
+  async dispose(): Promise<void> {
+    await this.stop();
+    spawnSync('tmux', ['-L', this.socket, 'kill-server']);
+    fs.rmSync(this.dataDir, { recursive: true, force: true });
+  }
+
+  async api(method: string, route: string, body?: unknown): Promise<{ status: number; json: any }> {
+    const res = await fetch(`${this.url}${route}`, {
+      method,
+      headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    return { status: res.status, json: text ? JSON.parse(text) : null };
+  }
+
+  async create(command: string, name?: string): Promise<Task> {
+    const { status, json } = await this.api('POST', '/api/tasks', { command, name });
+    expect(status).toBe(201);
+    return json as Task;
+  }
+
+  /** Signs the page in (sets the session cookie) and opens `route`, hydrated. */
+  async open(page: Page, route = '/'): Promise<void> {
+    await page.goto(`${this.url}/login?token=${TOKEN}`);
+    if (route !== '/') await page.goto(`${this.url}${route}`);
+    await page.waitForSelector('body[data-hydrated]');
+  }
+}
+
+export const row = (page: Page, id: string) => page.locator(`.task-row[data-id="${id}"]`);
+export const badge = (page: Page) => page.getByTestId('connection');
+
+/** Collects console errors and page errors, to assert none happened. */
+export function watchErrors(page: Page): string[] {
+  const errors: string[] = [];
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  page.on('pageerror', (e) => errors.push(e.message));
+  return errors;
+}
