@@ -2,6 +2,9 @@
 //! while taskwire was down get their real exit status), whenever tmux reports a dead pane
 //! (through the wake file its hook touches, watched with inotify), when a task is created,
 //! and every `RECONCILE_SECS` as a safety net that also notices output going quiet.
+//!
+//! Timed passes read files only; every `TMUX_CHECK_EVERY`th one, and every pass that was
+//! woken up, also asks tmux (one process for all tasks).
 
 use std::{sync::Arc, time::Duration};
 
@@ -9,6 +12,9 @@ use notify::{RecursiveMode, Watcher};
 use tokio_util::sync::CancellationToken;
 
 use crate::tasks::Tasks;
+
+/// Every how many timed passes one also asks tmux.
+const TMUX_CHECK_EVERY: u32 = 6;
 
 /// How soon to look again at an exit tmux has not finished reporting.
 const UNSETTLED_RETRY: Duration = Duration::from_millis(20);
@@ -18,26 +24,33 @@ pub async fn run(tasks: Arc<Tasks>, every: Duration, shutdown: CancellationToken
     let _watcher = watch_wake_file(&tasks);
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first pass, at start, asks tmux: things happened while taskwire was down.
+    let mut ask_tmux = true;
+    let mut timed_passes = 0u32;
     loop {
         let pass_tasks = tasks.clone();
-        let unsettled = match tokio::task::spawn_blocking(move || pass_tasks.reconcile()).await {
-            Ok(Ok(pass)) => pass.unsettled,
-            Ok(Err(e)) => {
-                tracing::warn!("reconcile pass failed: {e:?}");
-                false
-            }
-            Err(e) => {
-                tracing::error!("reconcile pass panicked: {e}");
-                false
-            }
-        };
+        let unsettled =
+            match tokio::task::spawn_blocking(move || pass_tasks.reconcile(ask_tmux)).await {
+                Ok(Ok(pass)) => pass.unsettled,
+                Ok(Err(e)) => {
+                    tracing::warn!("reconcile pass failed: {e:?}");
+                    false
+                }
+                Err(e) => {
+                    tracing::error!("reconcile pass panicked: {e}");
+                    false
+                }
+            };
         let soon = tokio::time::sleep(if unsettled { UNSETTLED_RETRY } else { every });
-        tokio::select! {
+        ask_tmux = tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = ticker.tick() => {}
-            _ = soon, if unsettled => {}
-            _ = tasks.reconcile_now.notified() => {}
-        }
+            _ = ticker.tick() => {
+                timed_passes += 1;
+                timed_passes % TMUX_CHECK_EVERY == 0
+            }
+            _ = soon, if unsettled => true,
+            _ = tasks.reconcile_now.notified() => true,
+        };
     }
 }
 

@@ -10,6 +10,10 @@ use std::{
     io,
     path::{Path, PathBuf},
     process::{Command, Output},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
 };
 
 /// One pane as `tmux list-panes -a` reports it.
@@ -27,6 +31,8 @@ pub struct Tmux {
     socket: String,
     config_file: PathBuf,
     wake_file: PathBuf,
+    /// Processes spawned so far: the reconciler's cost must not grow with the task count.
+    spawned: Arc<AtomicU64>,
 }
 
 impl Tmux {
@@ -36,6 +42,7 @@ impl Tmux {
             socket: socket.to_string(),
             config_file: data_dir.join("tmux.conf"),
             wake_file: data_dir.join("tmux-wake"),
+            spawned: Arc::default(),
         };
         std::fs::write(&tmux.config_file, tmux.config_text())?;
         std::fs::OpenOptions::new()
@@ -51,6 +58,19 @@ impl Tmux {
 
     pub fn wake_file(&self) -> &Path {
         &self.wake_file
+    }
+
+    /// How many tmux processes this runtime has spawned.
+    pub fn spawned(&self) -> u64 {
+        self.spawned.load(Ordering::Relaxed)
+    }
+
+    /// `tmux -L <socket>`, counted.
+    fn tmux(&self) -> Command {
+        self.spawned.fetch_add(1, Ordering::Relaxed);
+        let mut command = Command::new("tmux");
+        command.args(["-L", &self.socket]);
+        command
     }
 
     fn config_text(&self) -> String {
@@ -93,8 +113,9 @@ impl Tmux {
             shell_quote(&path_str(exit_file))
         );
         let config = path_str(&self.config_file);
-        let out = Command::new("tmux")
-            .args(["-L", &self.socket, "-f", &config])
+        let out = self
+            .tmux()
+            .args(["-f", &config])
             .args(["new-session", "-d", "-s", &session, "-x", "200", "-y", "50"])
             .args(["-c", &workdir, "sleep 86400"])
             .args([";", "pipe-pane", "-t", &session, &pipe])
@@ -131,8 +152,9 @@ impl Tmux {
     /// Every taskwire pane in one tmux call, keyed by task id. An empty map when no tmux
     /// server runs (it exits with its last session).
     pub fn list_panes(&self) -> io::Result<HashMap<String, PaneState>> {
-        let out = Command::new("tmux")
-            .args(["-L", &self.socket, "list-panes", "-a", "-F"])
+        let out = self
+            .tmux()
+            .args(["list-panes", "-a", "-F"])
             .arg("#{session_name}\t#{pane_dead}\t#{pane_dead_status}\t#{pane_dead_signal}")
             .output()?;
         if !out.status.success() {
@@ -192,11 +214,7 @@ impl Tmux {
     }
 
     fn run(&self, args: &[&str]) -> io::Result<()> {
-        let out = Command::new("tmux")
-            .args(["-L", &self.socket])
-            .args(args)
-            .output()?;
-        check(out)
+        check(self.tmux().args(args).output()?)
     }
 }
 

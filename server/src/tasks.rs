@@ -46,7 +46,7 @@ pub type TaskResult<T> = Result<T, TaskError>;
 #[derive(Debug, Default)]
 pub struct Pass {
     pub transitions: usize,
-    /// Some exit was seen but not yet complete; another pass should follow soon.
+    /// Some exit was seen but not yet complete; another pass (asking tmux) should follow soon.
     pub unsettled: bool,
 }
 
@@ -320,22 +320,36 @@ impl Tasks {
         Ok(kept.join("\n"))
     }
 
-    /// One reconcile pass: one `tmux list-panes` for every task, file times for activity.
-    pub fn reconcile(&self) -> TaskResult<Pass> {
+    /// One reconcile pass. Every pass reads files only: the exit status the task's wrapper
+    /// wrote, and the output file's time for activity. With `ask_tmux` it also makes one
+    /// `tmux list-panes` call for all tasks, which finds sessions that vanished or panes that
+    /// died without a recorded status. (tmux 3.3 answers any command slowly when it holds
+    /// many sessions, about 35 ms at 1,000, so the reconciler asks it only now and then.)
+    pub fn reconcile(&self, ask_tmux: bool) -> TaskResult<Pass> {
         let mut pass = Pass::default();
         let live = self.store().list_live()?;
         if live.is_empty() {
             return Ok(pass);
         }
-        let panes = self
-            .runtime
-            .list_panes()
-            .map_err(|e| TaskError::Internal(e.to_string()))?;
+        let panes = if ask_tmux {
+            let panes = self
+                .runtime
+                .list_panes()
+                .map_err(|e| TaskError::Internal(e.to_string()))?;
+            Some(panes)
+        } else {
+            None
+        };
         let now = SystemTime::now();
         let mut finished_sessions = Vec::new();
         for task in live {
-            let (to, outcome) = match panes.get(&task.id) {
-                None => (
+            let pane = panes.as_ref().map(|panes| panes.get(&task.id));
+            let (to, outcome) = match (self.recorded_exit(&task.id), pane) {
+                (Some(code), _) => {
+                    finished_sessions.push(task.id.clone());
+                    exit_outcome(code)
+                }
+                (None, Some(None)) => (
                     TaskStatus::Error,
                     Outcome {
                         error: Some("the tmux session disappeared".into()),
@@ -343,11 +357,12 @@ impl Tasks {
                         ..Outcome::default()
                     },
                 ),
-                Some(pane) if pane.dead => match self.exit_code(&task.id, pane) {
+                (None, Some(Some(pane))) if pane.dead => match tmux_exit_code(pane) {
                     Some(code) => {
                         finished_sessions.push(task.id.clone());
                         exit_outcome(code)
                     }
+                    // The status may still be on its way: look again shortly, for a while.
                     None if self.unsettled_for(&task.id) < UNSETTLED_LIMIT => {
                         pass.unsettled = true;
                         continue;
@@ -362,7 +377,7 @@ impl Tasks {
                         },
                     ),
                 },
-                Some(_) => {
+                _ => {
                     let activity = self.observed_activity(&task);
                     let quiet = now.duration_since(activity).unwrap_or_default();
                     let to = if quiet >= self.idle_waiting {
@@ -406,15 +421,6 @@ impl Tasks {
         now.duration_since(*unsettled.entry(id.to_string()).or_insert(now))
     }
 
-    /// How a dead pane's program ended: the wrapper's record, else what tmux knows (a
-    /// signal as 128 + signal, like shells report it). `None` until one of them knows: the
-    /// pane's terminal can close a moment before the status is written.
-    fn exit_code(&self, id: &str, pane: &PaneState) -> Option<i32> {
-        self.recorded_exit(id)
-            .or(pane.exit_status.filter(|_| pane.exit_signal.is_none()))
-            .or(pane.exit_signal.map(|s| 128 + s))
-    }
-
     /// The later of the recorded activity (input, transitions) and the output file's mtime.
     fn observed_activity(&self, task: &Task) -> SystemTime {
         let recorded = parse_time(&task.last_activity_at).unwrap_or(SystemTime::UNIX_EPOCH);
@@ -456,6 +462,12 @@ impl Tasks {
             }
         });
     }
+}
+
+/// What tmux knows of how a dead pane's program ended: a signal as 128 + signal, as shells
+/// report it.
+fn tmux_exit_code(pane: &PaneState) -> Option<i32> {
+    pane.exit_signal.map(|s| 128 + s).or(pane.exit_status)
 }
 
 fn exit_outcome(code: i32) -> (TaskStatus, Outcome) {

@@ -439,6 +439,22 @@ async fn tasks_survive_a_restart_and_an_exit_while_down_gets_its_true_code() {
 }
 
 #[tokio::test]
+async fn a_session_that_vanishes_is_recorded_as_error() {
+    let fixture = Fixture::new();
+    let server = fixture.serve_with(|c| c.reconcile_secs = 1).await;
+    let task = server.create(json!({"command": "sleep 600"})).await;
+    // Someone kills the tmux server behind taskwire's back.
+    std::process::Command::new("tmux")
+        .args(["-L", &fixture.socket, "kill-server"])
+        .output()
+        .unwrap();
+    let gone = server
+        .wait_for_status(&task.id, TaskStatus::Error, Duration::from_secs(15))
+        .await;
+    assert!(gone.error.unwrap().contains("disappeared"));
+}
+
+#[tokio::test]
 async fn concurrent_reconcile_passes_make_one_transition() {
     let fixture = Fixture::new();
     let server = fixture.serve_with(|c| c.reconcile_secs = 3600).await;
@@ -450,7 +466,7 @@ async fn concurrent_reconcile_passes_make_one_transition() {
     let passes: Vec<_> = (0..8)
         .map(|_| {
             let tasks = tasks.clone();
-            std::thread::spawn(move || tasks.reconcile().unwrap())
+            std::thread::spawn(move || tasks.reconcile(true).unwrap())
         })
         .collect();
     for pass in passes {
