@@ -5,5 +5,6 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/setup.sh
 ensure_build_tools
-cargo leptos build --release
+# --precompress writes .br (quality 11) and .gz beside each asset; the server sends them.
+cargo leptos build --release --precompress
 exec target/release/taskwire "$@"

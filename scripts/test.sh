@@ -16,5 +16,6 @@ if [ "${1:-}" != "--e2e" ]; then
 fi
 
 # The suite starts target/release/taskwire itself (it restarts it in some tests).
-cargo leptos build --release
+# --precompress writes .br (quality 11) and .gz beside each asset; the server sends them.
+cargo leptos build --release --precompress
 (cd end2end && npx playwright test)

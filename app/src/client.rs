@@ -5,7 +5,7 @@ use gloo_net::http::{Request, RequestBuilder, Response};
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::json;
 
-use crate::model::{Output, Task, TaskList};
+use crate::model::{Task, TaskList};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApiError {
@@ -118,12 +118,4 @@ pub async fn delete(id: &str) -> ApiResult<()> {
         return Ok(());
     }
     answer::<serde_json::Value>(response).await.map(|_| ())
-}
-
-pub async fn output_tail(id: &str, lines: usize) -> ApiResult<String> {
-    let response = Request::get(&format!("/api/tasks/{id}/output?tail={lines}"))
-        .send()
-        .await
-        .map_err(network)?;
-    answer::<Output>(response).await.map(|o| o.output)
 }

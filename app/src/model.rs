@@ -129,6 +129,13 @@ pub struct OutputChunk {
     pub text: String,
 }
 
+/// The data of a `tail` event of `GET /api/tails/stream`: the last lines of a live task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskTail {
+    pub id: String,
+    pub text: String,
+}
+
 /// Event names of `GET /api/events`.
 pub mod event {
     pub const READY: &str = "ready";

@@ -1,5 +1,7 @@
 //! The pages: the task list, one task, and the form for a new task or terminal.
 
+use std::collections::HashMap;
+
 use leptos::{prelude::*, task::spawn_local};
 use leptos_router::{
     components::A,
@@ -23,6 +25,8 @@ enum Tab {
 #[component]
 pub fn TaskListPage() -> impl IntoView {
     let live = use_live();
+    let tails = RwSignal::new(HashMap::<String, String>::new());
+    follow_tails(tails);
     let tab = RwSignal::new(Tab::Running);
     let filter = RwSignal::new(String::new());
     let tasks = live.store.tasks();
@@ -74,7 +78,7 @@ pub fn TaskListPage() -> impl IntoView {
                     key=|row| row.read().id.clone()
                     let:row
                 >
-                    <TaskRow task=row live/>
+                    <TaskRow task=row live tails/>
                 </For>
             </ul>
             <Show when=move || shown() == 0>
@@ -90,8 +94,38 @@ pub fn TaskListPage() -> impl IntoView {
     .into_any()
 }
 
+/// Keeps `tails` up to date from `GET /api/tails/stream` for as long as the page lives: one
+/// connection for every row's live tail.
+fn follow_tails(tails: RwSignal<HashMap<String, String>>) {
+    #[cfg(feature = "hydrate")]
+    {
+        use wasm_bindgen::{prelude::Closure, JsCast};
+        use web_sys::{EventSource, MessageEvent};
+        let Ok(source) = EventSource::new("/api/tails/stream") else {
+            return;
+        };
+        let on_tail = Closure::<dyn FnMut(MessageEvent)>::new(move |m: MessageEvent| {
+            let data = m.data().as_string().unwrap_or_default();
+            if let Ok(tail) = serde_json::from_str::<crate::model::TaskTail>(&data) {
+                tails.update(|tails| {
+                    tails.insert(tail.id, tail.text);
+                });
+            }
+        });
+        let _ = source.add_event_listener_with_callback("tail", on_tail.as_ref().unchecked_ref());
+        let kept = send_wrapper::SendWrapper::new((source, on_tail));
+        on_cleanup(move || kept.0.close());
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = tails;
+}
+
 #[component]
-fn TaskRow(#[prop(into)] task: Field<Task>, live: Live) -> impl IntoView {
+fn TaskRow(
+    #[prop(into)] task: Field<Task>,
+    live: Live,
+    tails: RwSignal<HashMap<String, String>>,
+) -> impl IntoView {
     let id = task.id().get_untracked();
     let href = format!("/tasks/{id}");
     let status = task.status();
@@ -99,22 +133,14 @@ fn TaskRow(#[prop(into)] task: Field<Task>, live: Live) -> impl IntoView {
         let last = parse_ms(&task.last_activity_at().get())?;
         (status.get() == TaskStatus::WaitingForInput).then(|| live.now.get() - last)
     };
-    let tail = RwSignal::new(String::new());
-    // The last lines of a running task, fetched again whenever its state changes.
-    Effect::new({
+    let tail = {
         let id = id.clone();
-        move |_| {
-            if status.get().is_live() {
-                let _ = task.last_activity_at().get();
-                let id = id.clone();
-                spawn_local(async move {
-                    if let Ok(text) = client::output_tail(&id, 3).await {
-                        tail.set(text);
-                    }
-                });
-            }
+        move || {
+            tails
+                .with(|tails| tails.get(&id).cloned())
+                .unwrap_or_default()
         }
-    });
+    };
     view! {
         <li class="task-row" data-id=id.clone() data-status=move || status.get().as_str()>
             <div class="row-head">
@@ -128,8 +154,11 @@ fn TaskRow(#[prop(into)] task: Field<Task>, live: Live) -> impl IntoView {
                 })}
             </div>
             <code class="command">{move || task.command().get()}</code>
-            <Show when=move || status.get().is_live() && !tail.get().trim().is_empty()>
-                <pre class="tail" aria-label="Latest output">{move || tail.get()}</pre>
+            <Show when={
+                let tail = tail.clone();
+                move || status.get().is_live() && !tail().trim().is_empty()
+            }>
+                <pre class="tail" aria-label="Latest output">{tail.clone()}</pre>
             </Show>
         </li>
     }

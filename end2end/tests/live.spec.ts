@@ -22,6 +22,14 @@ test('a task created elsewhere appears without reload and its pill follows its e
   expect(errors).toEqual([]);
 });
 
+test('a running row shows its latest output as it is printed', async ({ page }) => {
+  await server.open(page);
+  const task = await server.create('for i in 1 2 3 4 5 6; do echo step-$i; sleep 0.4; done; sleep 60', 'chatty');
+  await expect(row(page, task.id).locator('.tail')).toContainText('step-2');
+  await expect(row(page, task.id).locator('.tail')).toContainText('step-6');
+  await expect(row(page, task.id).locator('.tail')).not.toContainText('step-1');
+});
+
 test('while live the page does not fetch the task list', async ({ page }) => {
   await server.open(page);
   await expect(badge(page)).toHaveText('Live');

@@ -35,6 +35,7 @@ pub fn router() -> Router<AppState> {
         .route("/tasks/{id}/output", get(output_tail))
         .route("/tasks/{id}/output/stream", get(sse::output_stream))
         .route("/events", get(sse::events))
+        .route("/tails/stream", get(sse::tails_stream))
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "no such route") })
 }
 

@@ -210,6 +210,44 @@ pub async fn output_stream(
     with_stream_headers(Sse::new(frames).keep_alive(keep_alive).into_response())
 }
 
+/// How often the tails stream looks for output that grew.
+const TAIL_EVERY: Duration = Duration::from_secs(1);
+/// Lines in a tail.
+const TAIL_LINES: usize = 3;
+
+/// `GET /api/tails/stream`: the last lines of every live task, sent as a `tail` event
+/// whenever its output grows (all of them at first), so the task list shows live tails
+/// over one connection instead of one output stream per row.
+pub async fn tails_stream(State(state): State<AppState>) -> Response {
+    let tasks = state.tasks.clone();
+    let shutdown = state.shutdown.clone();
+    let frames = stream! {
+        let mut sizes = std::collections::HashMap::new();
+        let mut ticker = tokio::time::interval(TAIL_EVERY);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            let tasks = tasks.clone();
+            let looked = tokio::task::spawn_blocking(move || {
+                let tails = tasks.tails_since(&mut sizes, TAIL_LINES);
+                (sizes, tails)
+            })
+            .await;
+            let Ok((seen, tails)) = looked else { break };
+            sizes = seen;
+            for tail in tails.unwrap_or_default() {
+                yield Ok::<_, Infallible>(Frame::default().event("tail").data(to_json(&tail)));
+            }
+        }
+    };
+    let keep_alive = KeepAlive::new()
+        .interval(state.config.heartbeat())
+        .text("keep-alive");
+    with_stream_headers(Sse::new(frames).keep_alive(keep_alive).into_response())
+}
+
 async fn read_from(path: &std::path::Path, offset: u64) -> std::io::Result<Vec<u8>> {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
     let mut file = tokio::fs::File::open(path).await?;

@@ -3,13 +3,14 @@
 //! the writes, and `GET /api/tasks` can name the newest event its snapshot includes.
 
 use std::{
+    collections::HashMap,
     io::{Read, Seek, SeekFrom},
     path::{Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, SystemTime},
 };
 
-use app::model::{event, Deleted, Task, TaskKind, TaskList, TaskStatus};
+use app::model::{event, Deleted, Task, TaskKind, TaskList, TaskStatus, TaskTail};
 use chrono::{DateTime, SecondsFormat, Utc};
 use rand::Rng;
 use tokio::sync::Notify;
@@ -66,7 +67,7 @@ pub struct Tasks {
     /// Wakes the reconciler for a pass now (a task was created, a pane died).
     pub reconcile_now: Notify,
     /// Dead panes whose exit status is not known yet, and since when.
-    unsettled: Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    unsettled: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 impl Tasks {
@@ -318,6 +319,31 @@ impl Tasks {
         let mut kept: Vec<&str> = text.lines().rev().take(lines).collect();
         kept.reverse();
         Ok(kept.join("\n"))
+    }
+
+    /// The last `lines` lines of every live task whose output grew since `sizes` (output
+    /// sizes by task id, as returned by the previous call; empty at first).
+    pub fn tails_since(
+        &self,
+        sizes: &mut HashMap<String, u64>,
+        lines: usize,
+    ) -> TaskResult<Vec<TaskTail>> {
+        let live = self.store().list_live()?;
+        let mut grown = Vec::new();
+        let mut now = HashMap::with_capacity(live.len());
+        for task in live {
+            let size = std::fs::metadata(self.output_path(&task.id)).map_or(0, |m| m.len());
+            if size > 0 && sizes.get(&task.id) != Some(&size) {
+                let text = self.output_tail(&task.id, lines)?;
+                grown.push(TaskTail {
+                    id: task.id.clone(),
+                    text,
+                });
+            }
+            now.insert(task.id, size);
+        }
+        *sizes = now;
+        Ok(grown)
     }
 
     /// One reconcile pass. Every pass reads files only: the exit status the task's wrapper

@@ -409,3 +409,27 @@ async fn metrics_count_streams_events_and_tasks() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_tails_stream_sends_the_last_lines_of_live_tasks_as_they_grow() {
+    let fixture = Fixture::new();
+    let server = fixture.serve().await;
+    let task = server
+        .create(json!({"command": "for i in 1 2 3 4 5 6 7 8 9; do echo line-$i; sleep 0.3; done; sleep 600"}))
+        .await;
+    let req = server.request(Method::GET, "/api/tails/stream");
+    let mut tails = common::SseClient::connect(req).await;
+    assert_eq!(tails.status, StatusCode::OK);
+    // Tails follow the output: wait until one shows the ninth line, with the lines before it.
+    loop {
+        let frame = tails.next_event(SOON).await.expect("tails keep coming");
+        assert_eq!(frame.name(), "tail");
+        assert_eq!(frame.json()["id"], task.id);
+        let text = frame.json()["text"].as_str().unwrap().to_string();
+        assert!(text.lines().count() <= 3, "{text:?}");
+        if text.contains("line-9") {
+            assert_eq!(text, "line-7\nline-8\nline-9");
+            break;
+        }
+    }
+}
