@@ -57,13 +57,18 @@ pub async fn events(
         }
     };
     let frames = event_frames(state.clone(), subscription);
+    sse_response(&state, frames)
+}
+
+/// An SSE response: heartbeats after `HEARTBEAT_SECS` of quiet, no caching, no buffering.
+fn sse_response(
+    state: &AppState,
+    frames: impl Stream<Item = Result<Frame, Infallible>> + Send + 'static,
+) -> Response {
     let keep_alive = KeepAlive::new()
         .interval(state.config.heartbeat())
         .text("keep-alive");
-    with_stream_headers(Sse::new(frames).keep_alive(keep_alive).into_response())
-}
-
-fn with_stream_headers(mut response: Response) -> Response {
+    let mut response = Sse::new(frames).keep_alive(keep_alive).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     // Tells nginx-like proxies not to buffer the stream.
@@ -204,10 +209,7 @@ pub async fn output_stream(
             }
         }
     };
-    let keep_alive = KeepAlive::new()
-        .interval(state.config.heartbeat())
-        .text("keep-alive");
-    with_stream_headers(Sse::new(frames).keep_alive(keep_alive).into_response())
+    sse_response(&state, frames)
 }
 
 /// How often the tails stream looks for output that grew.
@@ -242,10 +244,7 @@ pub async fn tails_stream(State(state): State<AppState>) -> Response {
             }
         }
     };
-    let keep_alive = KeepAlive::new()
-        .interval(state.config.heartbeat())
-        .text("keep-alive");
-    with_stream_headers(Sse::new(frames).keep_alive(keep_alive).into_response())
+    sse_response(&state, frames)
 }
 
 async fn read_from(path: &std::path::Path, offset: u64) -> std::io::Result<Vec<u8>> {
