@@ -162,6 +162,8 @@ mod browser {
         /// Set by `end` and errors: the next `ready` refetches whatever it says.
         refetch_on_ready: bool,
         fetching: bool,
+        /// A refetch was asked for while one was in flight: run one more after it.
+        fetch_again: bool,
         /// Events that arrived while a full fetch was in flight, re-applied after it.
         during_fetch: Vec<(String, String)>,
         last_fetch_ms: f64,
@@ -225,7 +227,11 @@ mod browser {
     }
 
     async fn refetch() {
-        if with(|s| std::mem::replace(&mut s.fetching, true)) {
+        if with(|s| {
+            let busy = std::mem::replace(&mut s.fetching, true);
+            s.fetch_again |= busy;
+            busy
+        }) {
             return;
         }
         with(|s| s.last_fetch_ms = js_sys::Date::now());
@@ -252,6 +258,10 @@ mod browser {
             }
             Err(e) if e.unauthorized() => live.signed_out.set(true),
             Err(e) => leptos::logging::warn!("refreshing tasks: {e}"),
+        }
+        // The list in flight may predate whatever asked for the second fetch.
+        if with(|s| std::mem::take(&mut s.fetch_again)) {
+            spawn_local(refetch());
         }
     }
 
@@ -344,24 +354,30 @@ mod browser {
         }
     }
 
+    /// Any error closes the stream; a new one follows with backoff and jitter, resuming
+    /// after the last id seen. Meanwhile the ticker polls.
     fn on_error() {
         let Some(live) = live() else { return };
-        with(|s| s.refetch_on_ready = true);
-        let closed = with(|s| {
-            s.source
+        let given_up = with(|s| {
+            s.refetch_on_ready = true;
+            let given_up = s
+                .source
                 .as_ref()
-                .is_none_or(|source| source.ready_state() == EventSource::CLOSED)
+                .is_none_or(|source| source.ready_state() == EventSource::CLOSED);
+            if let Some(source) = s.source.take() {
+                source.close();
+            }
+            s.listeners.clear();
+            given_up
         });
-        if closed {
-            // The browser gave up (an HTTP error such as 401 or 503): poll, and reconnect
-            // ourselves later.
+        if given_up {
+            // An HTTP error such as 401 or 503: no use waiting to say so.
             live.connection.set(Connection::Polling);
             spawn_local(refetch());
-            schedule_reconnect();
         } else if live.connection.get_untracked() != Connection::Polling {
-            // The browser retries by itself; the ticker polls meanwhile (and says so).
             live.connection.set(Connection::Reconnecting);
         }
+        schedule_reconnect();
     }
 
     /// A new EventSource after a delay that doubles up to 30 s, with jitter so that many

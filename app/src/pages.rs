@@ -263,7 +263,8 @@ pub fn TaskPage() -> impl IntoView {
                 <p class="empty">{move || if live.loaded.get() { "No such task (it may have been deleted)." } else { "Loading…" }}</p>
             }
         >
-            <TaskDetail id=id() task/>
+            // Rebuilt when the route names another task, never for a change of this one.
+            {move || view! { <TaskDetail id=id() task/> }}
         </Show>
     }
 }

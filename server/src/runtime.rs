@@ -106,11 +106,14 @@ impl Tmux {
         let session = Self::session_name(id);
         let workdir = path_str(workdir);
         let pipe = format!("exec cat >> {}", shell_quote(&path_str(log)));
+        // Then it touches the wake file itself: tmux's pane-died hook is not reliable either
+        // when tmux misses the status.
         let command = format!(
-            "{} -c {}; echo $? > {}",
+            "{} -c {}; echo $? > {}; touch {}",
             shell_quote(shell),
             shell_quote(command),
-            shell_quote(&path_str(exit_file))
+            shell_quote(&path_str(exit_file)),
+            shell_quote(&path_str(&self.wake_file))
         );
         let config = path_str(&self.config_file);
         let out = self

@@ -186,21 +186,31 @@ pub async fn output_stream(
                 .ok()
                 .and_then(Result::ok)
                 .is_none_or(|t| t.status.is_terminal());
+            let mut drained = true;
             if let Ok(bytes) = read_from(&path, offset).await {
+                drained = bytes.len() < READ_MAX;
                 offset += bytes.len() as u64;
                 pending.extend_from_slice(&bytes);
                 let complete = utf8_complete_len(&pending);
                 if complete > 0 {
                     let text = plain_text(&pending[..complete]);
                     pending.drain(..complete);
+                    // The id is where a reconnect resumes: after what was sent, before
+                    // the half character still waiting.
+                    let resume_at = offset - pending.len() as u64;
                     if !text.is_empty() {
                         let data = to_json(&OutputChunk { text });
-                        yield Ok::<_, Infallible>(Frame::default().event("output").id(offset.to_string()).data(data));
+                        yield Ok::<_, Infallible>(Frame::default().event("output").id(resume_at.to_string()).data(data));
                     }
                 }
             }
+            if !drained {
+                // More is already written: send it before waiting or ending.
+                continue;
+            }
             if terminal {
-                yield Ok(Frame::default().event(event::END).id(offset.to_string()).data(r#"{"reason":"finished"}"#));
+                let resume_at = offset - pending.len() as u64;
+                yield Ok(Frame::default().event(event::END).id(resume_at.to_string()).data(r#"{"reason":"finished"}"#));
                 break;
             }
             tokio::select! {
@@ -219,16 +229,24 @@ const TAIL_LINES: usize = 3;
 
 /// `GET /api/tails/stream`: the last lines of every live task, sent as a `tail` event
 /// whenever its output grows (all of them at first), so the task list shows live tails
-/// over one connection instead of one output stream per row.
+/// over one connection instead of one output stream per row. Like `/api/events` it ends
+/// after `STREAM_MAX_SECS`; the page holds it open only while it is visible.
 pub async fn tails_stream(State(state): State<AppState>) -> Response {
     let tasks = state.tasks.clone();
     let shutdown = state.shutdown.clone();
+    let lifetime = state.config.stream_max();
     let frames = stream! {
         let mut sizes = std::collections::HashMap::new();
         let mut ticker = tokio::time::interval(TAIL_EVERY);
+        let deadline = tokio::time::sleep(lifetime);
+        tokio::pin!(deadline);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = &mut deadline => {
+                    yield Ok(Frame::default().event(event::END).data(r#"{"reason":"lifetime"}"#));
+                    break;
+                }
                 _ = ticker.tick() => {}
             }
             let tasks = tasks.clone();
@@ -247,13 +265,15 @@ pub async fn tails_stream(State(state): State<AppState>) -> Response {
     sse_response(&state, frames)
 }
 
+/// The most one output frame carries; more follows at once.
+const READ_MAX: usize = 256 * 1024;
+
 async fn read_from(path: &std::path::Path, offset: u64) -> std::io::Result<Vec<u8>> {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
     let mut file = tokio::fs::File::open(path).await?;
     file.seek(std::io::SeekFrom::Start(offset)).await?;
     let mut bytes = Vec::new();
-    // At most 256 KiB a frame; the rest comes on the next tick.
-    file.take(256 * 1024).read_to_end(&mut bytes).await?;
+    file.take(READ_MAX as u64).read_to_end(&mut bytes).await?;
     Ok(bytes)
 }
 

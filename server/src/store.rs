@@ -16,6 +16,8 @@ pub struct Outcome {
     pub exit_code: Option<i32>,
     pub error: Option<String>,
     pub at: String,
+    /// Only if the recorded activity is still this (input sent meanwhile wins).
+    pub if_activity_was: Option<String>,
 }
 
 const COLUMNS: &str = "id, name, kind, command, workdir, status, exit_code, created_at, \
@@ -106,7 +108,7 @@ impl Store {
         let changed = self.conn.execute(
             "UPDATE tasks SET status = ?3, exit_code = ?4, error = ?5, finished_at = ?6,
                  last_activity_at = CASE WHEN ?7 > last_activity_at THEN ?7 ELSE last_activity_at END
-             WHERE id = ?1 AND status = ?2",
+             WHERE id = ?1 AND status = ?2 AND (?8 IS NULL OR last_activity_at = ?8)",
             params![
                 id,
                 from.as_str(),
@@ -115,6 +117,7 @@ impl Store {
                 outcome.error,
                 finished_at,
                 outcome.at,
+                outcome.if_activity_was,
             ],
         )?;
         if changed == 0 {

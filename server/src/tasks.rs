@@ -395,7 +395,10 @@ impl Tasks {
                     }
                     // Nothing recorded how it ended (its wrapper shell was killed too).
                     None => (
-                        TaskStatus::Failed,
+                        {
+                            finished_sessions.push(task.id.clone());
+                            TaskStatus::Failed
+                        },
                         Outcome {
                             error: Some("the task ended without an exit status".into()),
                             at: now_text(),
