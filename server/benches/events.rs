@@ -46,7 +46,7 @@ fn raise_open_files_limit() {
         limit.rlim_cur = limit.rlim_max;
         libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
     }
-    if (limit.rlim_cur as usize) < STREAMS * 2 + 100 {
+    if (limit.rlim_cur as usize) < STREAMS + 100 {
         eprintln!(
             "the open-files limit ({}) is too low for {STREAMS} streams; raise `ulimit -n`",
             limit.rlim_cur
