@@ -371,10 +371,7 @@ impl Tasks {
         for task in live {
             let pane = panes.as_ref().map(|panes| panes.get(&task.id));
             let (to, outcome) = match (self.recorded_exit(&task.id), pane) {
-                (Some(code), _) => {
-                    finished_sessions.push(task.id.clone());
-                    exit_outcome(code)
-                }
+                (Some(code), _) => exit_outcome(code),
                 (None, Some(None)) => (
                     TaskStatus::Error,
                     Outcome {
@@ -384,10 +381,7 @@ impl Tasks {
                     },
                 ),
                 (None, Some(Some(pane))) if pane.dead => match tmux_exit_code(pane) {
-                    Some(code) => {
-                        finished_sessions.push(task.id.clone());
-                        exit_outcome(code)
-                    }
+                    Some(code) => exit_outcome(code),
                     // The status may still be on its way: look again shortly, for a while.
                     None if self.unsettled_for(&task.id) < UNSETTLED_LIMIT => {
                         pass.unsettled = true;
@@ -395,10 +389,7 @@ impl Tasks {
                     }
                     // Nothing recorded how it ended (its wrapper shell was killed too).
                     None => (
-                        {
-                            finished_sessions.push(task.id.clone());
-                            TaskStatus::Failed
-                        },
+                        TaskStatus::Failed,
                         Outcome {
                             error: Some("the task ended without an exit status".into()),
                             at: now_text(),
@@ -417,13 +408,13 @@ impl Tasks {
                     if to == task.status {
                         continue;
                     }
-                    (
-                        to,
-                        Outcome {
-                            at: time_text(activity),
-                            ..Outcome::default()
-                        },
-                    )
+                    // Input recorded since the snapshot wins over "it has been quiet".
+                    let outcome = Outcome {
+                        at: time_text(activity),
+                        if_activity_was: Some(task.last_activity_at.clone()),
+                        ..Outcome::default()
+                    };
+                    (to, outcome)
                 }
             };
             if self
@@ -431,10 +422,14 @@ impl Tasks {
                 .is_some()
             {
                 pass.transitions += 1;
+                // A finished program's dead pane has nothing more to tell (a vanished
+                // session is already gone). Only the pass that recorded the end removes it.
+                if matches!(to, TaskStatus::Completed | TaskStatus::Failed) {
+                    finished_sessions.push(task.id.clone());
+                }
             }
         }
         if !finished_sessions.is_empty() {
-            // The status is recorded; the dead panes have nothing more to tell.
             if let Err(e) = self.runtime.kill_sessions(&finished_sessions) {
                 tracing::debug!("removing finished sessions: {e}");
             }

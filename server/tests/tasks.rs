@@ -406,22 +406,8 @@ async fn tasks_survive_a_restart_and_an_exit_while_down_gets_its_true_code() {
 
     // While taskwire is down, one task ends.
     std::fs::write(&marker, "").unwrap();
-    wait_until("the pane to die", SOON, || {
-        let out = std::process::Command::new("tmux")
-            .args([
-                "-L",
-                &fixture.socket,
-                "list-panes",
-                "-t",
-                &format!("tw-{}", ends.id),
-                "-F",
-                "#{pane_dead}",
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim() == "1"
-    })
-    .await;
+    let exit_file = fixture.data_dir().join("tasks").join(&ends.id).join("exit");
+    wait_until("the task to end", SOON, || exit_file.exists()).await;
 
     let server = fixture.serve().await;
     let ended = server

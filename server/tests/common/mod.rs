@@ -69,13 +69,14 @@ pub struct TestServer {
     pub client: Client,
     pub state: AppState,
     server: Option<tokio::task::JoinHandle<()>>,
+    reconciler: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl TestServer {
     pub async fn start(config: Config) -> TestServer {
         let leptos = LeptosOptions::builder().output_name("taskwire").build();
         let state = AppState::open(config, leptos).expect("server state");
-        state.spawn_reconciler();
+        let reconciler = Some(state.spawn_reconciler());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = state.shutdown.clone();
@@ -91,14 +92,18 @@ impl TestServer {
             client: Client::new(),
             state,
             server: Some(server),
+            reconciler,
         }
     }
 
-    /// Shuts down as on SIGTERM and waits until the server has stopped.
+    /// Shuts down as on SIGTERM and waits until the server and its reconciler have stopped.
     pub async fn stop(mut self) {
         self.state.shutdown.cancel();
-        if let Some(server) = self.server.take() {
-            tokio::time::timeout(Duration::from_secs(5), server)
+        for task in [self.server.take(), self.reconciler.take()]
+            .into_iter()
+            .flatten()
+        {
+            tokio::time::timeout(Duration::from_secs(5), task)
                 .await
                 .expect("the server stops promptly")
                 .unwrap();
