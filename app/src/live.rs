@@ -364,10 +364,11 @@ mod browser {
                 .source
                 .as_ref()
                 .is_none_or(|source| source.ready_state() == EventSource::CLOSED);
+            // The listeners stay until the next connect replaces them: this code runs
+            // inside one of them.
             if let Some(source) = s.source.take() {
                 source.close();
             }
-            s.listeners.clear();
             given_up
         });
         if given_up {

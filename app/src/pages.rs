@@ -94,27 +94,62 @@ pub fn TaskListPage() -> impl IntoView {
     .into_any()
 }
 
-/// Keeps `tails` up to date from `GET /api/tails/stream` for as long as the page lives: one
-/// connection for every row's live tail.
+/// Keeps `tails` up to date from `GET /api/tails/stream`: one connection for every row's
+/// live tail, held only while the page is visible. Browsers allow six HTTP/1.1 connections
+/// per host across all tabs, so hidden tabs keep just their event stream.
 fn follow_tails(tails: RwSignal<HashMap<String, String>>) {
     #[cfg(feature = "hydrate")]
     {
+        use std::{cell::RefCell, rc::Rc};
         use wasm_bindgen::{prelude::Closure, JsCast};
         use web_sys::{EventSource, MessageEvent};
-        let Ok(source) = EventSource::new("/api/tails/stream") else {
-            return;
+
+        let source: Rc<RefCell<Option<EventSource>>> = Rc::default();
+        let on_tail = Rc::new(Closure::<dyn FnMut(MessageEvent)>::new(
+            move |m: MessageEvent| {
+                let data = m.data().as_string().unwrap_or_default();
+                if let Ok(tail) = serde_json::from_str::<crate::model::TaskTail>(&data) {
+                    tails.update(|tails| {
+                        tails.insert(tail.id, tail.text);
+                    });
+                }
+            },
+        ));
+        let sync = {
+            let source = source.clone();
+            move || {
+                let mut source = source.borrow_mut();
+                let visible = !document().hidden();
+                if visible && source.is_none() {
+                    if let Ok(opened) = EventSource::new("/api/tails/stream") {
+                        let listener = (*on_tail).as_ref().unchecked_ref();
+                        let _ = opened.add_event_listener_with_callback("tail", listener);
+                        *source = Some(opened);
+                    }
+                } else if !visible {
+                    if let Some(open) = source.take() {
+                        open.close();
+                    }
+                }
+            }
         };
-        let on_tail = Closure::<dyn FnMut(MessageEvent)>::new(move |m: MessageEvent| {
-            let data = m.data().as_string().unwrap_or_default();
-            if let Ok(tail) = serde_json::from_str::<crate::model::TaskTail>(&data) {
-                tails.update(|tails| {
-                    tails.insert(tail.id, tail.text);
-                });
+        sync();
+        let on_visibility = Closure::<dyn FnMut()>::new(sync);
+        let _ = document().add_event_listener_with_callback(
+            "visibilitychange",
+            on_visibility.as_ref().unchecked_ref(),
+        );
+        let kept = send_wrapper::SendWrapper::new((source, on_visibility));
+        on_cleanup(move || {
+            let (source, on_visibility) = &*kept;
+            let _ = document().remove_event_listener_with_callback(
+                "visibilitychange",
+                on_visibility.as_ref().unchecked_ref(),
+            );
+            if let Some(open) = source.borrow_mut().take() {
+                open.close();
             }
         });
-        let _ = source.add_event_listener_with_callback("tail", on_tail.as_ref().unchecked_ref());
-        let kept = send_wrapper::SendWrapper::new((source, on_tail));
-        on_cleanup(move || kept.0.close());
     }
     #[cfg(not(feature = "hydrate"))]
     let _ = tails;
