@@ -112,7 +112,8 @@ fn serve(dir: &str) {
             tmux.kill_server();
             std::process::exit(0);
         });
-        axum::serve(listener, server::app(state)).await.unwrap();
+        let shutdown = state.shutdown.clone();
+        server::serve(listener, server::app(state), shutdown).await;
     });
 }
 

@@ -8,6 +8,7 @@ pub mod config;
 pub mod metrics;
 pub mod reconciler;
 pub mod runtime;
+pub mod serve;
 pub mod sse;
 pub mod store;
 pub mod tasks;
@@ -29,6 +30,7 @@ use tower_http::compression::{
 };
 
 pub use config::Config;
+pub use serve::serve;
 
 /// Everything a handler needs. Cheap to clone.
 #[derive(Clone)]

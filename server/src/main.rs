@@ -29,9 +29,7 @@ async fn main() -> Result<(), server::StartError> {
         shutdown.cancel();
     });
     let stopping = state.shutdown.clone();
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move { stopping.cancelled().await })
-        .await?;
+    server::serve(listener, app(state), stopping).await;
     let _ = reconciler.await;
     Ok(())
 }

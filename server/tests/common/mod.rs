@@ -81,12 +81,7 @@ impl TestServer {
         let addr = listener.local_addr().unwrap();
         let shutdown = state.shutdown.clone();
         let router = app(state.clone());
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                .await
-                .unwrap();
-        });
+        let server = tokio::spawn(server::serve(listener, router, shutdown));
         TestServer {
             base: format!("http://{addr}"),
             client: Client::new(),
