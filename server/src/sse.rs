@@ -76,11 +76,12 @@ fn sse_response(
     response
 }
 
+/// The frame of one event. Built per subscriber, so it borrows: no copy of the JSON first.
 fn frame(event: &Event) -> Frame {
     Frame::default()
         .event(event.name)
-        .id(event.id.clone())
-        .data(event.data.clone())
+        .id(&event.id)
+        .data(&event.data)
 }
 
 /// `ready`, what was missed, then live events until the lifetime cap or shutdown.
