@@ -313,6 +313,11 @@ impl Tasks {
     /// The last `lines` lines the task printed, as plain text.
     pub fn output_tail(&self, id: &str, lines: usize) -> TaskResult<String> {
         self.get(id)?;
+        self.read_output_tail(id, lines)
+    }
+
+    /// The last `lines` lines of a known task's output file, as plain text.
+    fn read_output_tail(&self, id: &str, lines: usize) -> TaskResult<String> {
         let bytes = read_tail(&self.output_path(id), lines)
             .map_err(|e| TaskError::Internal(format!("reading output: {e}")))?;
         let text = plain_text(&bytes);
@@ -334,7 +339,8 @@ impl Tasks {
         for task in live {
             let size = std::fs::metadata(self.output_path(&task.id)).map_or(0, |m| m.len());
             if size > 0 && sizes.get(&task.id) != Some(&size) {
-                let text = self.output_tail(&task.id, lines)?;
+                // The task came from the live list: no need to look it up again.
+                let text = self.read_output_tail(&task.id, lines)?;
                 grown.push(TaskTail {
                     id: task.id.clone(),
                     text,
