@@ -8,9 +8,13 @@
 //!   (a rename) until the last stream has it, p50 and p99 over 100 events. Target: p99 <= 50 ms.
 
 use std::{
-    io::{BufRead, BufReader},
+    alloc::{GlobalAlloc, Layout, System},
+    io::{BufRead, BufReader, Write},
     process::{Command, Stdio},
-    sync::Arc,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -19,6 +23,35 @@ use tokio::{
     net::TcpStream,
     sync::{mpsc, Semaphore},
 };
+
+/// Counts the heap the server process holds, to tell what its streams allocate from what
+/// the allocator keeps around them (RSS).
+struct CountingAllocator;
+
+static HEAP_BYTES: AtomicUsize = AtomicUsize::new(0);
+static HEAP_BLOCKS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is passed on to the system allocator unchanged; only counted.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        HEAP_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        HEAP_BLOCKS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        HEAP_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        HEAP_BLOCKS.fetch_sub(1, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        HEAP_BYTES.fetch_add(new_size, Ordering::Relaxed);
+        HEAP_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 const STREAMS: usize = 10_000;
 const EVENTS: usize = 100;
@@ -89,7 +122,8 @@ fn publish_cost() {
     });
 }
 
-/// The server, in its own process: serves the real router until stdin closes.
+/// The server, in its own process: serves the real router until stdin closes, and answers
+/// each line on stdin with its heap in use: `HEAP <bytes> <blocks>`.
 fn serve(dir: &str) {
     raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -108,7 +142,13 @@ fn serve(dir: &str) {
         println!("PORT {}", listener.local_addr().unwrap().port());
         let tmux = state.tasks.runtime.clone();
         std::thread::spawn(move || {
-            let _ = std::io::stdin().read_line(&mut String::new());
+            for _ in std::io::stdin().lines().map_while(Result::ok) {
+                println!(
+                    "HEAP {} {}",
+                    HEAP_BYTES.load(Ordering::Relaxed),
+                    HEAP_BLOCKS.load(Ordering::Relaxed)
+                );
+            }
             tmux.kill_server();
             std::process::exit(0);
         });
@@ -140,6 +180,13 @@ fn streams() {
         .parse()
         .unwrap();
     let pid = child.id();
+    let mut ask = child.stdin.take().unwrap();
+    let mut heap = move || -> (usize, usize) {
+        writeln!(ask, "stats").unwrap();
+        let line = lines.next().unwrap().unwrap();
+        let mut fields = line.split_whitespace().skip(1).map(|f| f.parse().unwrap());
+        (fields.next().unwrap(), fields.next().unwrap())
+    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -163,6 +210,7 @@ fn streams() {
         open_streams(port, 100, mpsc::unbounded_channel().0).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let before = rss_kib(pid);
+        let (heap_before, blocks_before) = heap();
 
         let (arrivals, mut arrived) = mpsc::unbounded_channel::<(usize, Instant)>();
         let started = Instant::now();
@@ -170,10 +218,15 @@ fn streams() {
         println!("opened {STREAMS} streams in {:.1?}", started.elapsed());
         tokio::time::sleep(Duration::from_secs(1)).await;
         let after = rss_kib(pid);
-        let per_stream = (after.saturating_sub(before)) as f64 * 1024.0 / STREAMS as f64;
+        let (heap_after, blocks_after) = heap();
+        let per_stream = (after.saturating_sub(before)) as f64 / STREAMS as f64;
         println!(
-            "server memory: {before} KiB before, {after} KiB with {STREAMS} more streams: {:.1} KiB per stream (target <= 8 KiB)",
-            per_stream / 1024.0
+            "server memory: {before} KiB before, {after} KiB with {STREAMS} more streams: {per_stream:.1} KiB per stream (target <= 8 KiB)"
+        );
+        println!(
+            "  of which heap in use: {} B in {} blocks per stream",
+            (heap_after - heap_before) / STREAMS,
+            (blocks_after - blocks_before) / STREAMS
         );
 
         let mut latencies = Vec::new();
@@ -203,7 +256,6 @@ fn streams() {
         let p99 = latencies[EVENTS * 99 / 100];
         println!("fan-out of one event to {STREAMS} streams, until the last has it: p50 {p50:.1?}, p99 {p99:.1?} (target p99 <= 50 ms)");
     });
-    drop(child.stdin.take());
     let _ = child.wait();
 }
 

@@ -14,7 +14,6 @@ use serde_json::json;
 use app::model::{is_valid_task_id, Output};
 
 use crate::{
-    sse,
     tasks::{NewCommand, TaskError, Tasks},
     AppState,
 };
@@ -33,9 +32,6 @@ pub fn router() -> Router<AppState> {
         .route("/tasks/{id}/input", post(send_input))
         .route("/tasks/{id}/kill", post(kill_task))
         .route("/tasks/{id}/output", get(output_tail))
-        .route("/tasks/{id}/output/stream", get(sse::output_stream))
-        .route("/events", get(sse::events))
-        .route("/tails/stream", get(sse::tails_stream))
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "no such route") })
 }
 

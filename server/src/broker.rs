@@ -15,15 +15,35 @@ use std::{
     },
 };
 
+use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc};
 
-/// One published event. `data` is its JSON, serialized once for every subscriber.
+/// One published event. `data` is its JSON, serialized once; `frame` is the whole SSE frame,
+/// encoded once and shared by every subscriber (sending it costs a reference count, not a copy).
 #[derive(Debug)]
 pub struct Event {
     pub seq: u64,
     pub id: String,
     pub name: &'static str,
     pub data: String,
+    pub frame: Bytes,
+}
+
+/// One SSE frame: `event:`, `id:` and a `data:` line per line of `data`.
+pub fn encode_frame(name: &str, id: &str, data: &str) -> Bytes {
+    let mut frame = String::with_capacity(name.len() + id.len() + data.len() + 24);
+    frame.push_str("event: ");
+    frame.push_str(name);
+    frame.push_str("\nid: ");
+    frame.push_str(id);
+    frame.push('\n');
+    for line in data.split('\n') {
+        frame.push_str("data: ");
+        frame.push_str(line);
+        frame.push('\n');
+    }
+    frame.push('\n');
+    Bytes::from(frame)
 }
 
 #[derive(Default)]
@@ -118,9 +138,11 @@ impl Broker {
         let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
         let seq = ring.next_seq;
         ring.next_seq += 1;
+        let id = self.id_of(seq);
         let event = Arc::new(Event {
             seq,
-            id: self.id_of(seq),
+            frame: encode_frame(name, &id, &data),
+            id,
             name,
             data,
         });

@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod broker;
 pub mod config;
+pub mod event_connection;
 pub mod metrics;
 pub mod reconciler;
 pub mod runtime;
@@ -85,14 +86,16 @@ pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 pub fn app(state: AppState) -> Router {
     let leptos_options = state.leptos.clone();
     let routes = generate_route_list(app::App);
+    let auth = middleware::from_fn_with_state(state.clone(), auth::require_auth);
     let protected = Router::new()
         .nest("/api", api::router())
         .route("/metrics", get(metrics::metrics))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_auth,
-        ));
-    // Event streams must reach the browser frame by frame: never compress them.
+        .route_layer(auth.clone());
+    // Event streams must reach the browser frame by frame, so they are never compressed:
+    // they are added after the compression layer, which also spares each open stream the
+    // room a compressing body keeps for its encoders (5.8 KiB). The predicate keeps any
+    // other stream uncompressed too.
+    let streams = sse::router().route_layer(auth);
     let compression = CompressionLayer::new()
         .compress_when(DefaultPredicate::new().and(NotForContentType::new("text/event-stream")));
     Router::new()
@@ -108,5 +111,6 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(DefaultBodyLimit::max(api::MAX_BODY_BYTES))
         .layer(compression)
+        .merge(streams)
         .with_state(state)
 }

@@ -46,7 +46,7 @@ pub async fn run(tasks: Arc<Tasks>, every: Duration, shutdown: CancellationToken
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {
                 timed_passes += 1;
-                timed_passes % TMUX_CHECK_EVERY == 0
+                timed_passes.is_multiple_of(TMUX_CHECK_EVERY)
             }
             _ = soon, if unsettled => true,
             _ = tasks.reconcile_now.notified() => true,

@@ -1,16 +1,17 @@
 //! Accepting connections. taskwire speaks HTTP/1.1 only: browsers use HTTP/2 only over TLS,
 //! which taskwire does not do, and hyper's HTTP/1-only connection holds far less memory than
-//! the auto-detecting one that `axum::serve` uses (measured with 10,000 open event streams:
-//! 17.5 KiB per stream against 50.8 KiB). That matters for a server whose clients each keep
-//! a stream open all day.
+//! the auto-detecting one that `axum::serve` uses. `GET /api/events`, the connection every
+//! open tab keeps all day, is served leaner still by `event_connection`.
 
 use std::time::Duration;
 
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::{rt::TokioIo, server::graceful::GracefulShutdown, service::TowerToHyperService};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::event_connection;
 
 /// How long shutdown waits for responses in flight (event streams end at once by themselves).
 const DRAIN: Duration = Duration::from_secs(5);
@@ -19,6 +20,7 @@ const DRAIN: Duration = Duration::from_secs(5);
 /// rest.
 pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken) {
     let graceful = GracefulShutdown::new();
+    let connections = TaskTracker::new();
     loop {
         let stream = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -34,20 +36,50 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationTok
         };
         // Frames are small and must not wait for more to fill a packet.
         let _ = stream.set_nodelay(true);
-        let connection = http1::Builder::new()
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!("connection ended: {e}");
-            }
-        });
+        let watcher = graceful.watcher();
+        connections.spawn(connection(stream, app.clone(), watcher, shutdown.clone()));
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    connections.close();
+    let drained = async {
+        graceful.shutdown().await;
+        connections.wait().await;
+    };
+    if tokio::time::timeout(DRAIN, drained).await.is_err() {
         tracing::warn!("some connections were still open after {DRAIN:?}");
+    }
+}
+
+/// One connection: an event stream served by `event_connection`, anything else by hyper.
+/// Both are boxed, because a task's allocation is as large as its largest state and an
+/// event stream should not carry room for hyper's connection all day.
+async fn connection(
+    stream: TcpStream,
+    app: Router,
+    watcher: hyper_util::server::graceful::Watcher,
+    shutdown: CancellationToken,
+) {
+    let first_request = tokio::select! {
+        peeked = tokio::time::timeout(
+            event_connection::HEAD_TIMEOUT,
+            event_connection::opens_event_stream(&stream),
+        ) => peeked,
+        () = shutdown.cancelled() => return,
+    };
+    match first_request {
+        Ok(Ok(true)) => {
+            // It ends by itself on shutdown; hyper's graceful shutdown need not wait for it.
+            drop(watcher);
+            Box::pin(event_connection::serve(stream, app, shutdown)).await;
+        }
+        Ok(Ok(false)) => {
+            let connection = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+            if let Err(e) = Box::pin(watcher.watch(connection)).await {
+                tracing::debug!("connection ended: {e}");
+            }
+        }
+        // Closed or silent before its first request.
+        Ok(Err(_)) | Err(_) => {}
     }
 }

@@ -1,30 +1,42 @@
 //! Server-Sent Events: `GET /api/events` (every change, with ids and resume) and
 //! `GET /api/tasks/{id}/output/stream` (one task's output).
 
-use std::{convert::Infallible, time::Duration};
+use std::{convert::Infallible, sync::atomic::Ordering, time::Duration};
 
 use async_stream::stream;
 use axum::{
+    body::Body,
     extract::{Path, Query, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{
         sse::{Event as Frame, KeepAlive, Sse},
         IntoResponse, Response,
     },
+    routing::get,
+    Router,
 };
+use bytes::Bytes;
 use futures::Stream;
 use rand::Rng;
 use serde::Deserialize;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::{sync::broadcast::error::RecvError, time::Instant};
 
 use app::model::{event, is_valid_task_id, OutputChunk, Ready};
 
 use crate::{
     api::error_response,
-    broker::{Event, Subscription},
+    broker::{encode_frame, Subscription},
     tasks::{plain_text, to_json},
     AppState,
 };
+
+/// The streams, with their full paths: `app` serves them outside the compression layer.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/events", get(events))
+        .route("/api/tasks/{id}/output/stream", get(output_stream))
+        .route("/api/tails/stream", get(tails_stream))
+}
 
 #[derive(Deserialize)]
 pub struct EventsQuery {
@@ -56,11 +68,19 @@ pub async fn events(
             return response;
         }
     };
-    let frames = event_frames(state.clone(), subscription);
-    sse_response(&state, frames)
+    let frames = event_frames(state, subscription);
+    let mut response = Body::from_stream(frames).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    no_caching_or_buffering(headers);
+    response
 }
 
-/// An SSE response: heartbeats after `HEARTBEAT_SECS` of quiet, no caching, no buffering.
+/// An SSE response built with axum's `Sse`, for streams whose frames are made per client:
+/// heartbeats after `HEARTBEAT_SECS` of quiet, no caching, no buffering.
 fn sse_response(
     state: &AppState,
     frames: impl Stream<Item = Result<Frame, Infallible>> + Send + 'static,
@@ -69,26 +89,29 @@ fn sse_response(
         .interval(state.config.heartbeat())
         .text("keep-alive");
     let mut response = Sse::new(frames).keep_alive(keep_alive).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    // Tells nginx-like proxies not to buffer the stream.
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    no_caching_or_buffering(response.headers_mut());
     response
 }
 
-/// The frame of one event. Built per subscriber, so it borrows: no copy of the JSON first.
-fn frame(event: &Event) -> Frame {
-    Frame::default()
-        .event(event.name)
-        .id(&event.id)
-        .data(&event.data)
+fn no_caching_or_buffering(headers: &mut HeaderMap) {
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Tells nginx-like proxies not to buffer the stream.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
 }
 
-/// `ready`, what was missed, then live events until the lifetime cap or shutdown.
+const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+
+/// `ready`, what was missed, then live events until the lifetime cap or shutdown, with a
+/// heartbeat after `HEARTBEAT_SECS` of quiet.
+///
+/// Every subscriber gets the same encoded frame of an event (`Event::frame`), so fanning
+/// one event out to 10,000 streams copies nothing. One timer per stream serves both the
+/// heartbeat and the lifetime, and it is moved only when it fires, not on every frame:
+/// resetting thousands of timers per event would cost more than sending the event.
 fn event_frames(
     state: AppState,
     subscription: Subscription,
-) -> impl Stream<Item = Result<Frame, Infallible>> {
+) -> impl Stream<Item = Result<Bytes, Infallible>> {
     let Subscription {
         newest_id,
         cursor_id,
@@ -100,42 +123,57 @@ fn event_frames(
     } = subscription;
     let metrics = state.tasks.broker.metrics.clone();
     let shutdown = state.shutdown.clone();
-    let lifetime = state.config.stream_max();
+    let heartbeat = state.config.heartbeat();
+    let ends_at = Instant::now() + state.config.stream_max();
     // Jitter spreads the reconnects of many tabs after a restart.
-    let retry = Duration::from_millis(rand::rng().random_range(1000..3000));
+    let retry_ms: u32 = rand::rng().random_range(1000..3000);
     stream! {
         let _guard = guard;
-        let ready = Ready { event_id: newest_id, resumed };
-        yield Ok(Frame::default().event(event::READY).id(cursor_id.clone()).retry(retry).data(to_json(&ready)));
+        let ready = to_json(&Ready { event_id: newest_id, resumed });
+        let mut ready_frame = format!("retry: {retry_ms}\n").into_bytes();
+        ready_frame.extend_from_slice(&encode_frame(event::READY, &cursor_id, &ready));
+        yield Ok(Bytes::from(ready_frame));
         let mut last_id = cursor_id;
+        let mut last_sent = Instant::now();
         for event in replay {
-            last_id = event.id.clone();
-            yield Ok(frame(&event));
+            last_id.clone_from(&event.id);
+            yield Ok(event.frame.clone());
         }
-        let deadline = tokio::time::sleep(lifetime);
-        tokio::pin!(deadline);
+        let timer = tokio::time::sleep_until(ends_at.min(last_sent + heartbeat));
+        tokio::pin!(timer);
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                _ = &mut deadline => {
-                    yield Ok(Frame::default().event(event::END).id(last_id.clone()).data(r#"{"reason":"lifetime"}"#));
-                    break;
+                _ = &mut timer => {
+                    let now = Instant::now();
+                    if now >= ends_at {
+                        yield Ok(encode_frame(event::END, &last_id, r#"{"reason":"lifetime"}"#));
+                        break;
+                    }
+                    if now >= last_sent + heartbeat {
+                        last_sent = now;
+                        yield Ok(Bytes::from_static(KEEP_ALIVE));
+                    }
+                    timer.as_mut().reset(ends_at.min(last_sent + heartbeat));
                 }
-                received = live.recv() => match received {
-                    Ok(event) if event.seq <= last_seq => {}
-                    Ok(event) => {
-                        last_seq = event.seq;
-                        last_id = event.id.clone();
-                        yield Ok(frame(&event));
+                received = live.recv() => {
+                    match received {
+                        Ok(event) if event.seq <= last_seq => continue,
+                        Ok(event) => {
+                            last_seq = event.seq;
+                            last_id.clone_from(&event.id);
+                            yield Ok(event.frame.clone());
+                        }
+                        Err(RecvError::Lagged(missed)) => {
+                            metrics.dropped.fetch_add(missed, Ordering::Relaxed);
+                            metrics.resyncs.fetch_add(1, Ordering::Relaxed);
+                            yield Ok(encode_frame(event::RESYNC, &last_id, "{}"));
+                        }
+                        Err(RecvError::Closed) => break,
                     }
-                    Err(RecvError::Lagged(missed)) => {
-                        metrics.dropped.fetch_add(missed, std::sync::atomic::Ordering::Relaxed);
-                        metrics.resyncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        yield Ok(Frame::default().event(event::RESYNC).id(last_id.clone()).data("{}"));
-                    }
-                    Err(RecvError::Closed) => break,
-                },
+                    last_sent = Instant::now();
+                }
             }
         }
     }

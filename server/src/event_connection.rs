@@ -1,0 +1,210 @@
+//! A lean connection for `GET /api/events`, the request every open tab holds all day.
+//!
+//! hyper keeps an 8 KiB read buffer and an 8 KiB write buffer for each connection for as
+//! long as it lives: most of what a server with 10,000 open streams would spend on them. An
+//! event stream needs neither. After its request head the client sends nothing more, and
+//! each frame is already one piece of bytes, shared by every subscriber, to be written as
+//! it is. So this connection reads the head itself (with `httparse`, hyper's own parser),
+//! hands the request to the same router as every other (auth, limits and headers all
+//! apply), writes the response head and then each body chunk straight to the socket.
+//!
+//! The response says `Connection: close`, which also marks where its body ends: an
+//! `EventSource` opens a new connection to reconnect anyway.
+
+use std::{io, time::Duration};
+
+use axum::body::HttpBody as _;
+use axum::{
+    body::Body,
+    http::{header, Method, Request, Response, StatusCode, Version},
+    Router,
+};
+use futures::StreamExt;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+/// How long a client may take to send its request head.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// The largest request head accepted, as hyper's default read buffer.
+const HEAD_MAX: usize = 8 * 1024;
+/// The most header lines accepted.
+const HEADERS_MAX: usize = 64;
+
+/// Whether the first request on this connection is `GET /api/events`, judged from the
+/// bytes that have arrived, without taking them: any other request goes to hyper intact.
+pub async fn opens_event_stream(stream: &TcpStream) -> io::Result<bool> {
+    let mut first = [0u8; 16];
+    let n = stream.peek(&mut first).await?;
+    Ok(matches!(
+        &first[..n],
+        b"GET /api/events " | b"GET /api/events?"
+    ))
+}
+
+/// Serves one event-stream request, then closes the connection.
+pub async fn serve(mut stream: TcpStream, app: Router, shutdown: CancellationToken) {
+    let request = tokio::select! {
+        head = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)) => match head {
+            Ok(Ok(request)) => request,
+            Ok(Err(status)) => {
+                let _ = stream_response(&mut stream, error(status), &shutdown).await;
+                close_after_reading(stream).await;
+                return;
+            }
+            Err(_) => return,
+        },
+        () = shutdown.cancelled() => return,
+    };
+    // Boxed, so that this connection's task does not keep room for the router's future
+    // for as long as the stream is open.
+    let Ok(response) = Box::pin(app.oneshot(request)).await;
+    if let Err(e) = stream_response(&mut stream, response, &shutdown).await {
+        tracing::debug!("event stream ended: {e}");
+    }
+    let _ = stream.shutdown().await;
+}
+
+/// Reads and parses the request head; a status to answer with when it is not acceptable.
+async fn read_head(stream: &mut TcpStream) -> Result<Request<Body>, StatusCode> {
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        if buf.len() >= HEAD_MAX {
+            return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        }
+        let limit = (HEAD_MAX - buf.len()) as u64;
+        match (&mut *stream).take(limit).read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return Err(StatusCode::BAD_REQUEST),
+            Ok(_) => {}
+        }
+        let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
+        let mut head = httparse::Request::new(&mut headers);
+        match head.parse(&buf) {
+            Ok(httparse::Status::Complete(_)) => return to_request(&head),
+            Ok(httparse::Status::Partial) => continue,
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+            }
+            Err(_) => return Err(StatusCode::BAD_REQUEST),
+        }
+    }
+}
+
+fn to_request(head: &httparse::Request) -> Result<Request<Body>, StatusCode> {
+    let method = Method::from_bytes(head.method.unwrap_or_default().as_bytes())
+        .map_err(|_| StatusCode::BAD_REQUEST)?;
+    let version = match head.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let mut request = Request::builder()
+        .method(method)
+        .uri(head.path.unwrap_or("/"))
+        .version(version);
+    for field in head.headers.iter() {
+        request = request.header(field.name, field.value);
+    }
+    request
+        .body(Body::empty())
+        .map_err(|_| StatusCode::BAD_REQUEST)
+}
+
+fn error(status: StatusCode) -> Response<Body> {
+    crate::api::error_response(status, status.canonical_reason().unwrap_or("bad request"))
+}
+
+/// Writes the head, then each body chunk as it comes, until the body ends, the client
+/// leaves or the server shuts down.
+async fn stream_response(
+    stream: &mut TcpStream,
+    response: Response<Body>,
+    shutdown: &CancellationToken,
+) -> io::Result<()> {
+    let (head, body) = response.into_parts();
+    write_head(stream, &head, body.size_hint().exact()).await?;
+    // The headers are sent: free them rather than hold them as long as the stream.
+    drop(head);
+    let mut chunks = body.into_data_stream();
+    loop {
+        let chunk = tokio::select! {
+            chunk = chunks.next() => chunk,
+            () = client_gone(stream) => None,
+        };
+        let Some(Ok(chunk)) = chunk else {
+            return Ok(());
+        };
+        // A client that stops reading fills its socket buffer and this write waits; the
+        // broker does not wait for it (it gets `resync` if it ever reads again).
+        tokio::select! {
+            written = stream.write_all(&chunk) => written?,
+            () = shutdown.cancelled() => return Ok(()),
+        }
+    }
+}
+
+/// The status line and headers, with `Connection: close` and, for a body of known size,
+/// `Content-Length`.
+async fn write_head(
+    stream: &mut TcpStream,
+    head: &axum::http::response::Parts,
+    known_length: Option<u64>,
+) -> io::Result<()> {
+    let status = head.status;
+    let mut bytes = format!(
+        "HTTP/1.1 {} {}\r\n",
+        status.as_str(),
+        status.canonical_reason().unwrap_or("")
+    )
+    .into_bytes();
+    for (name, value) in &head.headers {
+        // Hop-by-hop headers are this connection's to set.
+        if name == header::CONNECTION || name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        bytes.extend_from_slice(name.as_str().as_bytes());
+        bytes.extend_from_slice(b": ");
+        bytes.extend_from_slice(value.as_bytes());
+        bytes.extend_from_slice(b"\r\n");
+    }
+    if !head.headers.contains_key(header::CONTENT_LENGTH) {
+        if let Some(len) = known_length {
+            bytes.extend_from_slice(format!("content-length: {len}\r\n").as_bytes());
+        }
+    }
+    bytes.extend_from_slice(b"connection: close\r\n\r\n");
+    stream.write_all(&bytes).await
+}
+
+/// Closes a connection whose request was refused, after reading what the client still
+/// sends (for a moment, up to a limit): closing with unread bytes would send a reset, which
+/// can destroy the answer before the client has read it.
+async fn close_after_reading(mut stream: TcpStream) {
+    const LINGER: Duration = Duration::from_secs(2);
+    const LINGER_MAX: u64 = 64 * 1024;
+    let _ = stream.shutdown().await;
+    let _ = tokio::time::timeout(
+        LINGER,
+        tokio::io::copy(&mut (&mut stream).take(LINGER_MAX), &mut tokio::io::sink()),
+    )
+    .await;
+}
+
+/// Resolves once the client has closed its end or the socket has failed. Anything else it
+/// sends is read and dropped: nothing more is answered on this connection.
+async fn client_gone(stream: &TcpStream) {
+    let mut scratch = [0u8; 64];
+    loop {
+        if stream.readable().await.is_err() {
+            return;
+        }
+        match stream.try_read(&mut scratch) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
+}
