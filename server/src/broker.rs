@@ -11,22 +11,31 @@ use std::{
     collections::VecDeque,
     sync::{
         atomic::{AtomicU64, AtomicUsize, Ordering},
-        Arc, Mutex,
+        Arc, Mutex, OnceLock,
     },
 };
 
 use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc};
 
-/// One published event. `data` is its JSON, serialized once; `frame` is the whole SSE frame,
-/// encoded once and shared by every subscriber (sending it costs a reference count, not a copy).
+/// One published event. `data` is its JSON, serialized once.
 #[derive(Debug)]
 pub struct Event {
     pub seq: u64,
     pub id: String,
     pub name: &'static str,
     pub data: String,
-    pub frame: Bytes,
+    frame: OnceLock<Bytes>,
+}
+
+impl Event {
+    /// The whole SSE frame, encoded once and shared by every subscriber: sending it to one
+    /// costs a reference count, not a copy. The fan-out task encodes it, off the
+    /// publisher's path.
+    pub fn frame(&self) -> &Bytes {
+        self.frame
+            .get_or_init(|| encode_frame(self.name, &self.id, &self.data))
+    }
 }
 
 /// One SSE frame: `event:`, `id:` and a `data:` line per line of `data`.
@@ -118,6 +127,7 @@ impl Broker {
         });
         tokio::spawn(async move {
             while let Some(event) = fanout_rx.recv().await {
+                event.frame();
                 // An error only means nobody is subscribed right now.
                 let _ = live.send(event);
             }
@@ -138,13 +148,12 @@ impl Broker {
         let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
         let seq = ring.next_seq;
         ring.next_seq += 1;
-        let id = self.id_of(seq);
         let event = Arc::new(Event {
             seq,
-            frame: encode_frame(name, &id, &data),
-            id,
+            id: self.id_of(seq),
             name,
             data,
+            frame: OnceLock::new(),
         });
         if ring.held.len() == ring.capacity {
             ring.held.pop_front();

@@ -118,6 +118,10 @@ fn error(status: StatusCode) -> Response<Body> {
 
 /// Writes the head, then each body chunk as it comes, until the body ends, the client
 /// leaves or the server shuts down.
+///
+/// The futures that watch for the client leaving and for shutdown are made once, not once
+/// per chunk: with thousands of streams, registering and unregistering them for every
+/// event was a good part of what fanning an event out cost.
 async fn stream_response(
     stream: &mut TcpStream,
     response: Response<Body>,
@@ -127,11 +131,16 @@ async fn stream_response(
     write_head(stream, &head, body.size_hint().exact()).await?;
     // The headers are sent: free them rather than hold them as long as the stream.
     drop(head);
+    let stream = &*stream;
     let mut chunks = body.into_data_stream();
+    let gone = client_gone(stream);
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(gone, cancelled);
     loop {
         let chunk = tokio::select! {
+            biased;
             chunk = chunks.next() => chunk,
-            () = client_gone(stream) => None,
+            () = &mut gone => None,
         };
         let Some(Ok(chunk)) = chunk else {
             return Ok(());
@@ -139,10 +148,26 @@ async fn stream_response(
         // A client that stops reading fills its socket buffer and this write waits; the
         // broker does not wait for it (it gets `resync` if it ever reads again).
         tokio::select! {
-            written = stream.write_all(&chunk) => written?,
-            () = shutdown.cancelled() => return Ok(()),
+            biased;
+            written = write_all(stream, &chunk) => written?,
+            () = &mut gone => return Ok(()),
+            () = &mut cancelled => return Ok(()),
         }
     }
+}
+
+/// Writes all of `bytes`, through a shared reference so that `client_gone` can watch the
+/// same socket meanwhile.
+async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match stream.try_write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// The status line and headers, with `Connection: close` and, for a body of known size,

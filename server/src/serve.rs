@@ -3,15 +3,32 @@
 //! the auto-detecting one that `axum::serve` uses. `GET /api/events`, the connection every
 //! open tab keeps all day, is served leaner still by `event_connection`.
 
-use std::time::Duration;
+use std::{io, net::SocketAddr, time::Duration};
 
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::{rt::TokioIo, server::graceful::GracefulShutdown, service::TowerToHyperService};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::event_connection;
+
+/// Connections the kernel may hold for us before we accept them. Rust's default (128) is too
+/// few for a restart, when every open tab reconnects within a few seconds: the rest would
+/// be dropped and retried only a second later. The kernel caps it at `somaxconn`.
+const BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with room for a burst of reconnects.
+pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
 
 /// How long shutdown waits for responses in flight (event streams end at once by themselves).
 const DRAIN: Duration = Duration::from_secs(5);

@@ -122,7 +122,9 @@ fn event_frames(
         guard,
     } = subscription;
     let metrics = state.tasks.broker.metrics.clone();
-    let shutdown = state.shutdown.clone();
+    // A token of its own: checking a token takes its lock, and 10,000 streams checking the
+    // one shared token after every event would queue on that lock.
+    let shutdown = state.shutdown.child_token();
     let heartbeat = state.config.heartbeat();
     let ends_at = Instant::now() + state.config.stream_max();
     // Jitter spreads the reconnects of many tabs after a restart.
@@ -137,14 +139,16 @@ fn event_frames(
         let mut last_sent = Instant::now();
         for event in replay {
             last_id.clone_from(&event.id);
-            yield Ok(event.frame.clone());
+            yield Ok(event.frame().clone());
         }
         let timer = tokio::time::sleep_until(ends_at.min(last_sent + heartbeat));
-        tokio::pin!(timer);
+        // Made once, not per event: see `event_connection::stream_response`.
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(timer, cancelled);
         loop {
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => break,
+                _ = &mut cancelled => break,
                 _ = &mut timer => {
                     let now = Instant::now();
                     if now >= ends_at {
@@ -163,7 +167,7 @@ fn event_frames(
                         Ok(event) => {
                             last_seq = event.seq;
                             last_id.clone_from(&event.id);
-                            yield Ok(event.frame.clone());
+                            yield Ok(event.frame().clone());
                         }
                         Err(RecvError::Lagged(missed)) => {
                             metrics.dropped.fetch_add(missed, Ordering::Relaxed);

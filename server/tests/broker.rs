@@ -22,6 +22,21 @@ async fn one_subscriber_receives_a_published_event() {
     assert_eq!(event.name, "task.created");
     assert_eq!(event.data, r#"{"id":"a"}"#);
     assert_eq!(event.id, format!("{}-1", broker.epoch()));
+    // The frame every subscriber is sent, encoded once.
+    let frame = format!(
+        "event: task.created\nid: {}-1\ndata: {{\"id\":\"a\"}}\n\n",
+        broker.epoch()
+    );
+    assert_eq!(event.frame().as_ref(), frame.as_bytes());
+}
+
+#[test]
+fn a_frame_carries_each_line_of_its_data_on_a_data_line() {
+    let frame = server::broker::encode_frame("resync", "7-3", "{}\n{}");
+    assert_eq!(
+        frame.as_ref(),
+        b"event: resync\nid: 7-3\ndata: {}\ndata: {}\n\n"
+    );
 }
 
 #[tokio::test]
