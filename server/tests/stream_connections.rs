@@ -43,14 +43,31 @@ async fn read_until(stream: &mut TcpStream, needle: &str) -> String {
     seen
 }
 
-/// Reads until the server closes the connection.
-async fn read_to_close(stream: &mut TcpStream) -> String {
+/// Sends `request` on a new connection and reads the answer until the server closes it.
+async fn answer_to(server: &common::TestServer, request: &[u8]) -> String {
+    let mut stream = connect(server).await;
+    // The server may answer and close before it has read all of a request it refuses.
+    let _ = stream.write_all(request).await;
     let mut seen = Vec::new();
     tokio::time::timeout(SOON, stream.read_to_end(&mut seen))
         .await
         .expect("the server closes the connection")
         .unwrap();
     String::from_utf8_lossy(&seen).into_owned()
+}
+
+/// Asserts that `response` has `status` and an `{"error": …}` body.
+fn assert_refused(response: &str, status: u16) {
+    assert!(
+        response.starts_with(&format!("HTTP/1.1 {status} ")),
+        "{response}"
+    );
+    assert!(response.contains(r#"{"error":"#), "{response}");
+}
+
+fn open_streams(server: &common::TestServer) -> usize {
+    let metrics = &server.state.tasks.broker.metrics;
+    metrics.open_streams.load(Ordering::Relaxed)
 }
 
 fn events_request(extra_headers: &str) -> String {
@@ -121,55 +138,28 @@ async fn an_event_stream_on_a_reused_connection_works_too() {
 async fn an_event_stream_without_a_token_gets_401_with_an_error() {
     let fixture = Fixture::new();
     let server = fixture.serve().await;
-    let mut stream = connect(&server).await;
-    stream
-        .write_all(b"GET /api/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
-    let response = read_to_close(&mut stream).await;
-    assert!(response.starts_with("HTTP/1.1 401 "), "{response}");
-    assert!(response.contains(r#"{"error":"#), "{response}");
-    assert_eq!(
-        server
-            .state
-            .tasks
-            .broker
-            .metrics
-            .open_streams
-            .load(Ordering::Relaxed),
-        0
-    );
+    let response = answer_to(
+        &server,
+        b"GET /api/events HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await;
+    assert_refused(&response, 401);
+    assert_eq!(open_streams(&server), 0);
 }
 
 #[tokio::test]
 async fn a_malformed_or_oversized_request_head_gets_a_clear_4xx() {
     let fixture = Fixture::new();
     let server = fixture.serve().await;
+    let response = answer_to(
+        &server,
+        b"GET /api/events HTTP/1.1\r\nno colon here\r\n\r\n",
+    )
+    .await;
+    assert_refused(&response, 400);
 
-    let mut stream = connect(&server).await;
-    stream
-        .write_all(b"GET /api/events HTTP/1.1\r\nno colon here\r\n\r\n")
-        .await
-        .unwrap();
-    let response = read_to_close(&mut stream).await;
-    assert!(response.starts_with("HTTP/1.1 400 "), "{response}");
-    assert!(response.contains(r#"{"error":"#), "{response}");
-
-    let mut stream = connect(&server).await;
     let big = format!("X-Padding: {}\r\n", "a".repeat(10_000));
-    // The server may answer and close before it has read all of this.
-    let _ = stream.write_all(events_request(&big).as_bytes()).await;
-    let response = read_to_close(&mut stream).await;
-    assert!(response.starts_with("HTTP/1.1 431 "), "{response}");
-    assert!(response.contains(r#"{"error":"#), "{response}");
-    assert_eq!(
-        server
-            .state
-            .tasks
-            .broker
-            .metrics
-            .open_streams
-            .load(Ordering::Relaxed),
-        0
-    );
+    let response = answer_to(&server, events_request(&big).as_bytes()).await;
+    assert_refused(&response, 431);
+    assert_eq!(open_streams(&server), 0);
 }
