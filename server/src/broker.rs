@@ -6,6 +6,8 @@
 //! fan-out task's work, not the publisher's, so publishing costs the same with 0 or 10,000
 //! subscribers. A subscriber that falls more than the buffer behind loses its oldest events
 //! (`tokio::sync::broadcast` tells it how many) and the stream turns that into `resync`.
+//! Streams on a lean connection that are caught up are not woken at all: the fan-out
+//! writes into their sockets itself (`socket_fanout`).
 
 use std::{
     collections::VecDeque,
@@ -16,7 +18,12 @@ use std::{
 };
 
 use bytes::Bytes;
-use tokio::sync::{broadcast, mpsc};
+use tokio::{
+    net::TcpStream,
+    sync::{broadcast, mpsc},
+};
+
+use crate::socket_fanout::{Attached, SocketFanout};
 
 /// One published event. `data` is its JSON, serialized once.
 #[derive(Debug)]
@@ -61,6 +68,8 @@ pub struct BrokerMetrics {
     pub dropped: AtomicU64,
     pub resyncs: AtomicU64,
     pub open_streams: AtomicUsize,
+    /// Open streams whose socket the fan-out writes to itself (`socket_fanout`).
+    pub lent_streams: AtomicUsize,
 }
 
 pub struct Broker {
@@ -68,6 +77,7 @@ pub struct Broker {
     ring: Mutex<Ring>,
     fanout: mpsc::UnboundedSender<Arc<Event>>,
     live: broadcast::Sender<Arc<Event>>,
+    sockets: SocketFanout,
     max_subscribers: usize,
     pub metrics: Arc<BrokerMetrics>,
 }
@@ -107,12 +117,30 @@ impl Drop for SubscriberGuard {
 #[derive(Debug)]
 pub struct TooManySubscribers;
 
+/// See `Broker::follow_after`.
+pub enum Following {
+    /// Every event after the cursor, then the live feed.
+    Resumed {
+        replay: Vec<Arc<Event>>,
+        live: broadcast::Receiver<Arc<Event>>,
+    },
+    /// Events after the cursor were let go of (`missed` of them; `held` are those kept),
+    /// or there was no cursor.
+    Missed {
+        missed: u64,
+        held: Vec<Arc<Event>>,
+        live: broadcast::Receiver<Arc<Event>>,
+    },
+}
+
 impl Broker {
     /// A broker keeping `replay` events; must be created inside a tokio runtime.
     pub fn new(replay: usize, max_subscribers: usize) -> Arc<Broker> {
         let replay = replay.max(1);
         let (fanout, mut fanout_rx) = mpsc::unbounded_channel::<Arc<Event>>();
         let (live, _) = broadcast::channel(replay);
+        let metrics = Arc::new(BrokerMetrics::default());
+        let (sockets, writers) = SocketFanout::start(metrics.clone(), replay);
         let broker = Arc::new(Broker {
             epoch: new_epoch(),
             ring: Mutex::new(Ring {
@@ -122,14 +150,16 @@ impl Broker {
             }),
             fanout,
             live: live.clone(),
+            sockets,
             max_subscribers,
-            metrics: Arc::new(BrokerMetrics::default()),
+            metrics,
         });
         tokio::spawn(async move {
             while let Some(event) = fanout_rx.recv().await {
                 event.frame();
                 // An error only means nobody is subscribed right now.
-                let _ = live.send(event);
+                let _ = live.send(event.clone());
+                writers.deliver(&event);
             }
         });
         broker
@@ -139,7 +169,8 @@ impl Broker {
         &self.epoch
     }
 
-    fn id_of(&self, seq: u64) -> String {
+    /// The id of the event numbered `seq`.
+    pub fn id_of(&self, seq: u64) -> String {
         format!("{}-{}", self.epoch, seq)
     }
 
@@ -180,36 +211,68 @@ impl Broker {
         if open >= self.max_subscribers {
             return Err(TooManySubscribers);
         }
-        // Subscribe before reading the ring: an event published in between is then both
-        // replayed and received live, and `last_seq` drops the second copy. Nothing falls
-        // between the two.
-        let live = self.live.subscribe();
-        let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-        let newest = ring.next_seq - 1;
-        let oldest_held = ring.held.front().map_or(ring.next_seq, |e| e.seq);
-        let resume_after = cursor
-            .and_then(|c| self.parse_cursor(c))
-            // Resumable when nothing after the cursor has been let go of.
-            .filter(|&seq| seq <= newest && seq + 1 >= oldest_held);
-        let replay: Vec<_> = match resume_after {
-            Some(after) => ring
-                .held
-                .iter()
-                .filter(|e| e.seq > after)
-                .cloned()
-                .collect(),
-            None => Vec::new(),
+        let cursor = cursor.and_then(|c| self.parse_cursor(c));
+        let (newest, follow) = self.follow_after(cursor);
+        let (resumed, replay, live) = match follow {
+            Following::Resumed { replay, live } => (true, replay, live),
+            Following::Missed { live, .. } => (false, Vec::new(), live),
         };
-        drop(ring);
         Ok(Subscription {
             newest_id: self.id_of(newest),
-            cursor_id: self.id_of(resume_after.unwrap_or(newest)),
-            resumed: resume_after.is_some(),
+            cursor_id: self.id_of(if resumed {
+                cursor.unwrap_or(newest)
+            } else {
+                newest
+            }),
+            resumed,
             replay,
             live,
             last_seq: newest,
             guard,
         })
+    }
+
+    /// The live feed from now on, and the events after `after_seq` when they are all still
+    /// held; also the newest event's number. For a stream that resumes, or that takes its
+    /// socket back from the fan-out and must catch up.
+    pub fn follow_after(&self, after_seq: Option<u64>) -> (u64, Following) {
+        // Subscribe before reading the ring: an event published in between is then both
+        // replayed and received live, and the stream drops the second copy by its number.
+        // Nothing falls between the two.
+        let live = self.live.subscribe();
+        let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        let newest = ring.next_seq - 1;
+        let oldest_held = ring.held.front().map_or(ring.next_seq, |e| e.seq);
+        let following = match after_seq {
+            // Resumable when nothing after the cursor has been let go of.
+            Some(after) if after <= newest && after + 1 >= oldest_held => Following::Resumed {
+                replay: ring
+                    .held
+                    .iter()
+                    .filter(|e| e.seq > after)
+                    .cloned()
+                    .collect(),
+                live,
+            },
+            // Fell behind what is held: what is held is still worth sending after `resync`.
+            Some(after) if after <= newest => Following::Missed {
+                missed: oldest_held - after - 1,
+                held: ring.held.iter().cloned().collect(),
+                live,
+            },
+            _ => Following::Missed {
+                missed: 0,
+                held: Vec::new(),
+                live,
+            },
+        };
+        (newest, following)
+    }
+
+    /// Lends a lean connection's socket to the fan-out, from event `next_seq` on; `None`
+    /// if that event is already on its way (try again once it has arrived).
+    pub fn attach(&self, socket: Arc<TcpStream>, next_seq: u64) -> Option<Attached> {
+        self.sockets.attach(socket, next_seq)
     }
 
     /// The sequence number of a cursor of this epoch; `None` for another epoch or garbage.

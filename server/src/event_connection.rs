@@ -11,7 +11,7 @@
 //! The response says `Connection: close`, which also marks where its body ends: an
 //! `EventSource` opens a new connection to reconnect anyway.
 
-use std::{io, time::Duration};
+use std::{io, sync::Arc, time::Duration};
 
 use axum::body::HttpBody as _;
 use axum::{
@@ -26,6 +26,8 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+
+use crate::socket_fanout::StreamSocket;
 
 /// How long a client may take to send its request head.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
@@ -47,11 +49,11 @@ pub async fn opens_event_stream(stream: &TcpStream) -> io::Result<bool> {
 
 /// Serves one event-stream request, then closes the connection.
 pub async fn serve(mut stream: TcpStream, app: Router, shutdown: CancellationToken) {
-    let request = tokio::select! {
+    let mut request = tokio::select! {
         head = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)) => match head {
             Ok(Ok(request)) => request,
             Ok(Err(status)) => {
-                let _ = stream_response(&mut stream, error(status), &shutdown).await;
+                let _ = stream_response(&stream, error(status), &shutdown).await;
                 close_after_reading(stream).await;
                 return;
             }
@@ -59,13 +61,21 @@ pub async fn serve(mut stream: TcpStream, app: Router, shutdown: CancellationTok
         },
         () = shutdown.cancelled() => return,
     };
+    // The stream may lend its socket to the broker's fan-out (`socket_fanout`).
+    let stream = Arc::new(stream);
+    request
+        .extensions_mut()
+        .insert(StreamSocket(stream.clone()));
     // Boxed, so that this connection's task does not keep room for the router's future
     // for as long as the stream is open.
     let Ok(response) = Box::pin(app.oneshot(request)).await;
-    if let Err(e) = stream_response(&mut stream, response, &shutdown).await {
+    if let Err(e) = stream_response(&stream, response, &shutdown).await {
         tracing::debug!("event stream ended: {e}");
     }
-    let _ = stream.shutdown().await;
+    // The body is gone, and with it the loan of the socket.
+    if let Ok(mut stream) = Arc::try_unwrap(stream) {
+        let _ = stream.shutdown().await;
+    }
 }
 
 /// Reads and parses the request head; a status to answer with when it is not acceptable.
@@ -123,7 +133,7 @@ fn error(status: StatusCode) -> Response<Body> {
 /// per chunk: with thousands of streams, registering and unregistering them for every
 /// event was a good part of what fanning an event out cost.
 async fn stream_response(
-    stream: &mut TcpStream,
+    stream: &TcpStream,
     response: Response<Body>,
     shutdown: &CancellationToken,
 ) -> io::Result<()> {
@@ -131,7 +141,6 @@ async fn stream_response(
     write_head(stream, &head, body.size_hint().exact()).await?;
     // The headers are sent: free them rather than hold them as long as the stream.
     drop(head);
-    let stream = &*stream;
     let mut chunks = body.into_data_stream();
     let gone = client_gone(stream);
     let cancelled = shutdown.cancelled();
@@ -173,7 +182,7 @@ async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
 /// The status line and headers, with `Connection: close` and, for a body of known size,
 /// `Content-Length`.
 async fn write_head(
-    stream: &mut TcpStream,
+    stream: &TcpStream,
     head: &axum::http::response::Parts,
     known_length: Option<u64>,
 ) -> io::Result<()> {
@@ -200,7 +209,7 @@ async fn write_head(
         }
     }
     bytes.extend_from_slice(b"connection: close\r\n\r\n");
-    stream.write_all(&bytes).await
+    write_all(stream, &bytes).await
 }
 
 /// Closes a connection whose request was refused, after reading what the client still

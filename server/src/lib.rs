@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod reconciler;
 pub mod runtime;
 pub mod serve;
+pub mod socket_fanout;
 pub mod sse;
 pub mod store;
 pub mod tasks;

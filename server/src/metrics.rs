@@ -30,6 +30,12 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         broker.open_streams.load(Ordering::Relaxed) as u64,
     );
     counter(
+        "taskwire_event_streams_direct",
+        "gauge",
+        "Open /api/events streams that are caught up, written to by the fan-out itself.",
+        broker.lent_streams.load(Ordering::Relaxed) as u64,
+    );
+    counter(
         "taskwire_events_published_total",
         "counter",
         "Events published on the broker.",

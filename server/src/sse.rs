@@ -1,7 +1,11 @@
 //! Server-Sent Events: `GET /api/events` (every change, with ids and resume) and
 //! `GET /api/tasks/{id}/output/stream` (one task's output).
 
-use std::{convert::Infallible, sync::atomic::Ordering, time::Duration};
+use std::{
+    convert::Infallible,
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
+};
 
 use async_stream::stream;
 use axum::{
@@ -13,19 +17,20 @@ use axum::{
         IntoResponse, Response,
     },
     routing::get,
-    Router,
+    Extension, Router,
 };
 use bytes::Bytes;
 use futures::Stream;
 use rand::Rng;
 use serde::Deserialize;
-use tokio::{sync::broadcast::error::RecvError, time::Instant};
+use tokio::{net::TcpStream, sync::broadcast::error::RecvError, time::Instant};
 
 use app::model::{event, is_valid_task_id, OutputChunk, Ready};
 
 use crate::{
     api::error_response,
-    broker::{encode_frame, Subscription},
+    broker::{encode_frame, Following, Subscription},
+    socket_fanout::{Attached, StreamSocket},
     tasks::{plain_text, to_json},
     AppState,
 };
@@ -48,6 +53,7 @@ pub async fn events(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(query): Query<EventsQuery>,
+    socket: Option<Extension<StreamSocket>>,
 ) -> Response {
     // A browser reconnecting sends the last id it saw; that beats the first connect's query.
     let cursor = headers
@@ -68,7 +74,8 @@ pub async fn events(
             return response;
         }
     };
-    let frames = event_frames(state, subscription);
+    let socket = socket.map(|Extension(StreamSocket(socket))| socket);
+    let frames = event_frames(state, subscription, socket);
     let mut response = Body::from_stream(frames).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -108,20 +115,26 @@ const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 /// one event out to 10,000 streams copies nothing. One timer per stream serves both the
 /// heartbeat and the lifetime, and it is moved only when it fires, not on every frame:
 /// resetting thousands of timers per event would cost more than sending the event.
+///
+/// On a lean connection (`socket` is given), a stream that has caught up lends its socket
+/// to the broker's fan-out, which then writes live events into it without waking this
+/// task (`socket_fanout`). When the socket is handed back (it was full), the stream sends
+/// the rest of the frame that did not fit and catches up from the ring.
 fn event_frames(
     state: AppState,
     subscription: Subscription,
+    socket: Option<Arc<TcpStream>>,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> {
     let Subscription {
         newest_id,
         cursor_id,
         resumed,
         replay,
-        mut live,
+        live,
         mut last_seq,
         guard,
     } = subscription;
-    let metrics = state.tasks.broker.metrics.clone();
+    let broker = state.tasks.broker.clone();
     // A token of its own: checking a token takes its lock, and 10,000 streams checking the
     // one shared token after every event would queue on that lock.
     let shutdown = state.shutdown.child_token();
@@ -141,11 +154,80 @@ fn event_frames(
             last_id.clone_from(&event.id);
             yield Ok(event.frame().clone());
         }
+        // The live feed while this task delivers events itself; the socket's loan while
+        // the fan-out does.
+        let mut live = Some(live);
+        let mut lent: Option<Attached> = None;
         let timer = tokio::time::sleep_until(ends_at.min(last_sent + heartbeat));
         // Made once, not per event: see `event_connection::stream_response`.
         let cancelled = shutdown.cancelled();
         tokio::pin!(timer, cancelled);
         loop {
+            if let (Some(socket), Some(feed)) = (&socket, &live) {
+                // Caught up: everything received is sent (the connection writes a chunk
+                // before asking for the next).
+                if feed.is_empty() {
+                    lent = broker.attach(socket.clone(), last_seq + 1);
+                    if lent.is_some() {
+                        live = None;
+                    }
+                }
+            }
+            if let Some(loan) = &lent {
+                tokio::select! {
+                    biased;
+                    _ = &mut cancelled => break,
+                    _ = &mut timer => {
+                        let now = Instant::now();
+                        if now >= ends_at {
+                            let back = loan.detach();
+                            if !back.unwritten.is_empty() {
+                                yield Ok(back.unwritten);
+                            }
+                            let last_id = broker.id_of(back.next_seq - 1);
+                            yield Ok(encode_frame(event::END, &last_id, r#"{"reason":"lifetime"}"#));
+                            break;
+                        }
+                        let quiet_since = loan
+                            .last_write()
+                            .map_or(last_sent, |t| Instant::from_std(t).max(last_sent));
+                        if now >= quiet_since + heartbeat {
+                            last_sent = now;
+                            // A full socket hands the loan back, with the rest.
+                            loan.write_own(&Bytes::from_static(KEEP_ALIVE));
+                        }
+                        timer.as_mut().reset(ends_at.min(last_sent.max(quiet_since) + heartbeat));
+                    }
+                    () = loan.handed_back() => {
+                        let back = loan.detach();
+                        lent = None;
+                        if !back.unwritten.is_empty() {
+                            yield Ok(back.unwritten);
+                        }
+                        last_seq = back.next_seq - 1;
+                        last_id = broker.id_of(last_seq);
+                        last_sent = Instant::now();
+                        let (_, following) = broker.follow_after(Some(last_seq));
+                        let (missed, feed) = match following {
+                            Following::Resumed { replay, live } => (replay, live),
+                            Following::Missed { missed, held, live } => {
+                                broker.metrics.dropped.fetch_add(missed, Ordering::Relaxed);
+                                broker.metrics.resyncs.fetch_add(1, Ordering::Relaxed);
+                                yield Ok(encode_frame(event::RESYNC, &last_id, "{}"));
+                                (held, live)
+                            }
+                        };
+                        for event in missed {
+                            last_seq = event.seq;
+                            last_id.clone_from(&event.id);
+                            yield Ok(event.frame().clone());
+                        }
+                        live = Some(feed);
+                    }
+                }
+                continue;
+            }
+            let Some(feed) = &mut live else { break };
             tokio::select! {
                 biased;
                 _ = &mut cancelled => break,
@@ -161,7 +243,7 @@ fn event_frames(
                     }
                     timer.as_mut().reset(ends_at.min(last_sent + heartbeat));
                 }
-                received = live.recv() => {
+                received = feed.recv() => {
                     match received {
                         Ok(event) if event.seq <= last_seq => continue,
                         Ok(event) => {
@@ -170,8 +252,8 @@ fn event_frames(
                             yield Ok(event.frame().clone());
                         }
                         Err(RecvError::Lagged(missed)) => {
-                            metrics.dropped.fetch_add(missed, Ordering::Relaxed);
-                            metrics.resyncs.fetch_add(1, Ordering::Relaxed);
+                            broker.metrics.dropped.fetch_add(missed, Ordering::Relaxed);
+                            broker.metrics.resyncs.fetch_add(1, Ordering::Relaxed);
                             yield Ok(encode_frame(event::RESYNC, &last_id, "{}"));
                         }
                         Err(RecvError::Closed) => break,

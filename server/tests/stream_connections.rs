@@ -163,3 +163,163 @@ async fn a_malformed_or_oversized_request_head_gets_a_clear_4xx() {
     assert_refused(&response, 431);
     assert_eq!(open_streams(&server), 0);
 }
+
+/// Opens a lean event stream and reads past its response head.
+async fn lean_stream(server: &common::TestServer) -> common::SseClient {
+    let mut stream = connect(server).await;
+    stream
+        .write_all(events_request("").as_bytes())
+        .await
+        .unwrap();
+    let seen = read_until(&mut stream, "\r\n\r\n").await;
+    let (head, body) = seen.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    common::SseClient::over_connection(stream, body)
+}
+
+/// Streams whose socket the fan-out writes to itself.
+fn direct_streams(server: &common::TestServer) -> usize {
+    let metrics = &server.state.tasks.broker.metrics;
+    metrics.lent_streams.load(Ordering::Relaxed)
+}
+
+async fn wait_for_direct_streams(server: &common::TestServer, count: usize) {
+    common::wait_until(
+        &format!("{count} streams written to by the fan-out"),
+        SOON,
+        || direct_streams(server) == count,
+    )
+    .await;
+}
+
+/// Reads events until the one whose data has `"n": last`, checking each frame is whole
+/// (its data parses) and that the numbered ones come in order, none twice, none missing;
+/// the names of the other frames seen.
+async fn read_numbered_through(events: &mut common::SseClient, last: u64) -> Vec<String> {
+    let mut expected = 1;
+    let mut others = Vec::new();
+    while expected <= last {
+        let frame = events.next_event(SOON).await.expect("stream open");
+        let data = frame.json();
+        assert!(!data.is_null(), "a whole frame: {frame:?}");
+        match data["n"].as_u64() {
+            Some(n) => {
+                assert_eq!(n, expected, "events in order, none twice, none missing");
+                expected += 1;
+            }
+            None => others.push(frame.name().to_string()),
+        }
+    }
+    others
+}
+
+fn publish_numbered(server: &common::TestServer, count: u64, pad: usize) {
+    let pad = "x".repeat(pad);
+    for n in 1..=count {
+        let data = format!(r#"{{"n":{n},"pad":"{pad}"}}"#);
+        server.state.tasks.broker.publish("task.updated", data);
+    }
+}
+
+#[tokio::test]
+async fn a_caught_up_stream_gets_every_event_in_order_written_by_the_fanout() {
+    let fixture = Fixture::new();
+    let server = fixture.serve().await;
+    let mut events = lean_stream(&server).await;
+    events.wait_for("ready", SOON).await;
+    wait_for_direct_streams(&server, 1).await;
+
+    publish_numbered(&server, 200, 100);
+    let others = read_numbered_through(&mut events, 200).await;
+    assert!(others.is_empty(), "nothing else: {others:?}");
+    assert_eq!(
+        direct_streams(&server),
+        1,
+        "still written to by the fan-out"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_gets_every_event_once_it_reads_again() {
+    let fixture = Fixture::new();
+    let server = fixture.serve_with(|c| c.replay = 1000).await;
+    let mut events = lean_stream(&server).await;
+    events.wait_for("ready", SOON).await;
+    wait_for_direct_streams(&server, 1).await;
+
+    // 25 MB while the client reads nothing: more than both socket buffers hold, less than
+    // the broker keeps. The fan-out hands the socket back to the stream's task mid-frame.
+    publish_numbered(&server, 400, 64 * 1024);
+    wait_for_direct_streams(&server, 0).await;
+
+    let others = read_numbered_through(&mut events, 400).await;
+    assert!(others.is_empty(), "no resync: {others:?}");
+    // Caught up again, the stream is lent to the fan-out again.
+    wait_for_direct_streams(&server, 1).await;
+    publish_numbered(&server, 1, 0);
+    let frame = events.next_event(SOON).await.unwrap();
+    assert_eq!(frame.json()["n"], 1);
+}
+
+#[tokio::test]
+async fn a_client_that_falls_behind_what_is_kept_gets_resync_then_what_is_kept() {
+    let fixture = Fixture::new();
+    let server = fixture.serve_with(|c| c.replay = 8).await;
+    let mut events = lean_stream(&server).await;
+    events.wait_for("ready", SOON).await;
+    wait_for_direct_streams(&server, 1).await;
+
+    // 19 MB while the client reads nothing, and the broker keeps only 8 events.
+    publish_numbered(&server, 300, 64 * 1024);
+    server
+        .state
+        .tasks
+        .broker
+        .publish("task.updated", r#"{"last":true}"#.into());
+
+    let mut seen = Vec::new();
+    let mut last_n = 0;
+    loop {
+        let frame = events.next_event(SOON).await.expect("stream open");
+        let data = frame.json();
+        assert!(!data.is_null(), "a whole frame: {frame:?}");
+        if let Some(n) = data["n"].as_u64() {
+            assert!(n > last_n, "in order, none twice: {n} after {last_n}");
+            last_n = n;
+        }
+        seen.push(frame.name().to_string());
+        if data["last"] == true {
+            break;
+        }
+    }
+    assert!(seen.iter().any(|name| name == "resync"), "{seen:?}");
+    let metrics = &server.state.tasks.broker.metrics;
+    assert!(metrics.dropped.load(Ordering::Relaxed) > 0);
+}
+
+#[tokio::test]
+async fn a_stream_written_by_the_fanout_still_gets_heartbeats_and_its_end() {
+    let fixture = Fixture::new();
+    let server = fixture
+        .serve_with(|c| {
+            c.heartbeat_secs = 1;
+            c.stream_max_secs = 3;
+        })
+        .await;
+    let mut events = lean_stream(&server).await;
+    events.wait_for("ready", SOON).await;
+    wait_for_direct_streams(&server, 1).await;
+    publish_numbered(&server, 1, 0);
+    let event = events.next_event(SOON).await.unwrap();
+    assert_eq!(event.json()["n"], 1);
+
+    let beat = events.next_within(SOON).await.unwrap();
+    assert_eq!(beat.comment.as_deref(), Some(" keep-alive"));
+    let end = events.wait_for("end", SOON).await;
+    assert_eq!(
+        end.id, event.id,
+        "the end carries the id of the last event sent"
+    );
+    assert!(events.next_within(SOON).await.is_none(), "closed after end");
+    assert_eq!(direct_streams(&server), 0);
+}

@@ -226,7 +226,7 @@ impl Frame {
 pub struct SseClient {
     pub status: StatusCode,
     pub headers: reqwest::header::HeaderMap,
-    body: Option<futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>>,
+    body: Option<futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>>,
     buffer: String,
 }
 
@@ -236,8 +236,23 @@ impl SseClient {
         SseClient {
             status: res.status(),
             headers: res.headers().clone(),
-            body: Some(res.bytes_stream().boxed()),
+            body: Some(
+                res.bytes_stream()
+                    .map(|r| r.map_err(std::io::Error::other))
+                    .boxed(),
+            ),
             buffer: String::new(),
+        }
+    }
+
+    /// A reader of the body that follows a response head already read from `connection`
+    /// (`after_head`: what arrived with the head).
+    pub fn over_connection(connection: tokio::net::TcpStream, after_head: &str) -> SseClient {
+        SseClient {
+            status: StatusCode::OK,
+            headers: Default::default(),
+            body: Some(tokio_util::io::ReaderStream::new(connection).boxed()),
+            buffer: after_head.to_string(),
         }
     }
 
