@@ -159,6 +159,7 @@ impl Broker {
                 event.frame();
                 // An error only means nobody is subscribed right now.
                 let _ = live.send(event.clone());
+                // After the receivers: see `SocketFanout::attach`.
                 writers.deliver(&event);
             }
         });
@@ -246,10 +247,10 @@ impl Broker {
         let following = match after_seq {
             // Resumable when nothing after the cursor has been let go of.
             Some(after) if after <= newest && after + 1 >= oldest_held => Following::Resumed {
+                // Held events are numbered without gaps: the missed ones start at an index.
                 replay: ring
                     .held
-                    .iter()
-                    .filter(|e| e.seq > after)
+                    .range((after + 1 - oldest_held) as usize..)
                     .cloned()
                     .collect(),
                 live,

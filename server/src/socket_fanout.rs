@@ -55,6 +55,8 @@ struct Joining {
     sinks: Vec<Arc<Sink>>,
     /// The newest event this shard's writer has started on.
     taken_seq: u64,
+    /// The writer has ended (it would only if it panicked, or at shutdown).
+    closed: bool,
 }
 
 /// Hands each event to the writer threads; held by the broker's fan-out task. Dropping it
@@ -83,6 +85,7 @@ impl SocketFanout {
                 joining: Mutex::new(Joining {
                     sinks: Vec::new(),
                     taken_seq: 0,
+                    closed: false,
                 }),
                 backlog: AtomicUsize::new(0),
                 max_backlog,
@@ -107,10 +110,16 @@ impl SocketFanout {
     /// Lends `socket` to the writers from event `next_seq` on. `None` when a writer has
     /// already started on that event (it was published a moment ago): the stream then
     /// receives it the usual way and tries again.
+    ///
+    /// Why no event falls between the stream and the writers: the broker's fan-out task
+    /// sends each event to the stream's receiver before it hands it to the writers, and the
+    /// stream attaches only once that receiver is empty. So an event the stream has not
+    /// received either reaches the writer after this sink has joined, or the writer has
+    /// already started on it and `taken_seq` refuses the loan.
     pub fn attach(&self, socket: Arc<TcpStream>, next_seq: u64) -> Option<Attached> {
         let shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shards.len();
         let mut joining = lock(&self.shards[shard].joining);
-        if joining.taken_seq >= next_seq {
+        if joining.closed || joining.taken_seq >= next_seq {
             return None;
         }
         let sink = Arc::new(Sink {
@@ -133,31 +142,70 @@ impl SocketFanout {
 
 /// One writer thread: each event goes to every sink of its shard, in order.
 fn write_events(events: &mpsc::Receiver<Arc<Event>>, shard: &Shard) {
-    let mut sinks: Vec<Arc<Sink>> = Vec::new();
+    let mut writer = Writer {
+        shard,
+        sinks: Vec::new(),
+    };
     loop {
         let event = match events.recv_timeout(TIDY_EVERY) {
             Ok(event) => event,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                sinks.append(&mut lock(&shard.joining).sinks);
-                sinks.retain(|sink| sink.is_lent());
+                writer.take_joining();
+                writer.sinks.retain(|sink| sink.is_lent());
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         };
-        {
-            let mut joining = lock(&shard.joining);
-            joining.taken_seq = event.seq;
-            sinks.append(&mut joining.sinks);
-        }
+        let taken = writer.take_joining_for(event.seq);
+        debug_assert!(taken, "a writer receives events in order");
         if shard.backlog.fetch_sub(1, Ordering::Relaxed) > shard.max_backlog {
-            for sink in sinks.drain(..) {
-                sink.hand_back();
-            }
+            // Too far behind to be worth waiting for: the streams that still need this
+            // event catch up on their own.
+            writer
+                .sinks
+                .retain(|sink| sink.hand_back_if_needs(event.seq));
             continue;
         }
         let frame = event.frame();
         let now = Instant::now();
-        sinks.retain(|sink| sink.deliver(event.seq, frame, now));
+        writer
+            .sinks
+            .retain(|sink| sink.deliver(event.seq, frame, now));
+    }
+}
+
+/// A writer's own list of sinks. When the thread ends, however it ends, its shard takes no
+/// more sinks and every stream it wrote for gets its socket back.
+struct Writer<'a> {
+    shard: &'a Shard,
+    sinks: Vec<Arc<Sink>>,
+}
+
+impl Writer<'_> {
+    fn take_joining(&mut self) {
+        self.sinks.append(&mut lock(&self.shard.joining).sinks);
+    }
+
+    /// Takes in the sinks that joined, and marks event `seq` as started on: a stream that
+    /// needs it can no longer join (see `SocketFanout::attach`). False if `seq` is old.
+    fn take_joining_for(&mut self, seq: u64) -> bool {
+        let mut joining = lock(&self.shard.joining);
+        self.sinks.append(&mut joining.sinks);
+        let in_order = seq > joining.taken_seq;
+        joining.taken_seq = seq;
+        in_order
+    }
+}
+
+impl Drop for Writer<'_> {
+    fn drop(&mut self) {
+        let mut joining = lock(&self.shard.joining);
+        joining.closed = true;
+        self.sinks.append(&mut joining.sinks);
+        drop(joining);
+        for sink in &self.sinks {
+            sink.hand_back_if_needs(u64::MAX);
+        }
     }
 }
 
@@ -197,7 +245,8 @@ impl Sink {
         if seq < state.next_seq {
             return true;
         }
-        // A gap means it missed an event: its task catches up from the ring.
+        // A gap (it missed an event) cannot happen (see `SocketFanout::attach`); were it
+        // to, the stream's task would catch up from the ring.
         if seq == state.next_seq {
             // A failed write counts as a full socket: the task waits for room, or sees
             // the client leave.
@@ -209,8 +258,7 @@ impl Sink {
             }
             state.unwritten = frame.slice(written..);
         }
-        drop(state);
-        self.hand_back();
+        hand_back(state, &self.handed_back);
         false
     }
 
@@ -218,11 +266,27 @@ impl Sink {
         lock(&self.state).socket.is_some()
     }
 
-    /// Gives the socket back to the stream's task.
-    fn hand_back(&self) {
-        lock(&self.state).socket = None;
-        self.handed_back.notify_one();
+    /// Gives the socket back if the stream needs event `seq` or an earlier one; false once
+    /// it is not lent.
+    fn hand_back_if_needs(&self, seq: u64) -> bool {
+        let state = lock(&self.state);
+        if state.socket.is_none() {
+            return false;
+        }
+        if state.next_seq > seq {
+            return true;
+        }
+        hand_back(state, &self.handed_back);
+        false
     }
+}
+
+/// Ends a loan, in the same critical section that recorded what the stream must send
+/// first: nobody may write to the socket in between.
+fn hand_back(mut state: MutexGuard<'_, SinkState>, handed_back: &Notify) {
+    state.socket = None;
+    drop(state);
+    handed_back.notify_one();
 }
 
 /// A stream's hold on its sink: detaches it when dropped.
@@ -255,8 +319,7 @@ impl Attached {
             return true;
         }
         state.unwritten = bytes.slice(written..);
-        drop(state);
-        self.sink.hand_back();
+        hand_back(state, &self.sink.handed_back);
         false
     }
 

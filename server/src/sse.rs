@@ -174,9 +174,41 @@ fn event_frames(
                 }
             }
             if let Some(loan) = &lent {
+                // The loan's end first: a heartbeat that did not fit ends it too.
                 tokio::select! {
                     biased;
                     _ = &mut cancelled => break,
+                    () = loan.handed_back() => {
+                        let back = loan.detach();
+                        if let Some(written) = loan.last_write() {
+                            last_sent = last_sent.max(Instant::from_std(written));
+                        }
+                        lent = None;
+                        if !back.unwritten.is_empty() {
+                            yield Ok(back.unwritten);
+                            last_sent = Instant::now();
+                        }
+                        last_seq = back.next_seq - 1;
+                        last_id = broker.id_of(last_seq);
+                        let (_, following) = broker.follow_after(Some(last_seq));
+                        let (catch_up, feed) = match following {
+                            Following::Resumed { replay, live } => (replay, live),
+                            Following::Missed { missed, held, live } => {
+                                broker.metrics.dropped.fetch_add(missed, Ordering::Relaxed);
+                                broker.metrics.resyncs.fetch_add(1, Ordering::Relaxed);
+                                yield Ok(encode_frame(event::RESYNC, &last_id, "{}"));
+                                last_sent = Instant::now();
+                                (held, live)
+                            }
+                        };
+                        for event in catch_up {
+                            last_seq = event.seq;
+                            last_id.clone_from(&event.id);
+                            yield Ok(event.frame().clone());
+                            last_sent = Instant::now();
+                        }
+                        live = Some(feed);
+                    }
                     _ = &mut timer => {
                         let now = Instant::now();
                         if now >= ends_at {
@@ -191,38 +223,13 @@ fn event_frames(
                         let quiet_since = loan
                             .last_write()
                             .map_or(last_sent, |t| Instant::from_std(t).max(last_sent));
-                        if now >= quiet_since + heartbeat {
+                        // A full socket hands the loan back, with the rest.
+                        if now >= quiet_since + heartbeat
+                            && loan.write_own(&Bytes::from_static(KEEP_ALIVE))
+                        {
                             last_sent = now;
-                            // A full socket hands the loan back, with the rest.
-                            loan.write_own(&Bytes::from_static(KEEP_ALIVE));
                         }
                         timer.as_mut().reset(ends_at.min(last_sent.max(quiet_since) + heartbeat));
-                    }
-                    () = loan.handed_back() => {
-                        let back = loan.detach();
-                        lent = None;
-                        if !back.unwritten.is_empty() {
-                            yield Ok(back.unwritten);
-                        }
-                        last_seq = back.next_seq - 1;
-                        last_id = broker.id_of(last_seq);
-                        last_sent = Instant::now();
-                        let (_, following) = broker.follow_after(Some(last_seq));
-                        let (missed, feed) = match following {
-                            Following::Resumed { replay, live } => (replay, live),
-                            Following::Missed { missed, held, live } => {
-                                broker.metrics.dropped.fetch_add(missed, Ordering::Relaxed);
-                                broker.metrics.resyncs.fetch_add(1, Ordering::Relaxed);
-                                yield Ok(encode_frame(event::RESYNC, &last_id, "{}"));
-                                (held, live)
-                            }
-                        };
-                        for event in missed {
-                            last_seq = event.seq;
-                            last_id.clone_from(&event.id);
-                            yield Ok(event.frame().clone());
-                        }
-                        live = Some(feed);
                     }
                 }
                 continue;
