@@ -12,6 +12,7 @@
 //! A writer never waits for a client: a full socket costs it one failed write.
 
 use std::{
+    os::fd::{AsRawFd, RawFd},
     sync::{
         atomic::{AtomicUsize, Ordering},
         mpsc, Arc, Mutex, MutexGuard,
@@ -124,6 +125,7 @@ impl SocketFanout {
         }
         let sink = Arc::new(Sink {
             state: Mutex::new(SinkState {
+                fd: socket.as_raw_fd(),
                 socket: Some(socket),
                 next_seq,
                 last_write: None,
@@ -219,6 +221,8 @@ pub struct Sink {
 struct SinkState {
     /// `None` once detached: the writers drop the sink at their next event.
     socket: Option<Arc<TcpStream>>,
+    /// The socket's descriptor: open for as long as `socket` is held.
+    fd: RawFd,
     /// The event this stream needs next.
     next_seq: u64,
     last_write: Option<Instant>,
@@ -239,9 +243,9 @@ impl Sink {
     /// no longer the writers' to write to.
     fn deliver(&self, seq: u64, frame: &Bytes, now: Instant) -> bool {
         let mut state = lock(&self.state);
-        let Some(socket) = &state.socket else {
+        if state.socket.is_none() {
             return false;
-        };
+        }
         if seq < state.next_seq {
             return true;
         }
@@ -250,7 +254,7 @@ impl Sink {
         if seq == state.next_seq {
             // A failed write counts as a full socket: the task waits for room, or sees
             // the client leave.
-            let written = socket.try_write(frame).unwrap_or(0);
+            let written = send_now(state.fd, frame);
             state.last_write = Some(now);
             state.next_seq = seq + 1;
             if written == frame.len() {
@@ -279,6 +283,26 @@ impl Sink {
         hand_back(state, &self.handed_back);
         false
     }
+}
+
+/// Writes as much of `bytes` as the socket takes now, without waiting; a failure counts as
+/// nothing written. The writers use the descriptor itself rather than tokio's `try_write`,
+/// which first reads the socket's readiness from the reactor's memory: two more cache
+/// misses for each of 10,000 sockets, a tenth of the writers' time. tokio learns that a
+/// socket is full when the stream's task tries it next.
+fn send_now(fd: RawFd, bytes: &[u8]) -> usize {
+    // SAFETY: the caller holds the sink's lock and its `socket`, which owns `fd`, so `fd`
+    // is open; `bytes` is valid for its length. MSG_NOSIGNAL: a client that left is an
+    // error, not a SIGPIPE.
+    let sent = unsafe {
+        libc::send(
+            fd,
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    usize::try_from(sent).unwrap_or(0)
 }
 
 /// Ends a loan, in the same critical section that recorded what the stream must send
