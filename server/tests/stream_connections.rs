@@ -323,3 +323,26 @@ async fn a_stream_written_by_the_fanout_still_gets_heartbeats_and_its_end() {
     assert!(events.next_within(SOON).await.is_none(), "closed after end");
     assert_eq!(direct_streams(&server), 0);
 }
+
+#[tokio::test]
+async fn streams_of_a_fanout_too_far_behind_are_told_to_resync_and_go_on() {
+    let fixture = Fixture::new();
+    let server = fixture.serve_with(|c| c.replay = 2).await;
+    let mut events = lean_stream(&server).await;
+    events.wait_for("ready", SOON).await;
+    wait_for_direct_streams(&server, 1).await;
+
+    // Published faster than a writer can send them one by one: it falls more than the two
+    // kept events behind, so it hands the stream back rather than go on writing old news.
+    publish_numbered(&server, 200, 0);
+    let resync = events.wait_for("resync", SOON).await;
+    assert_eq!(resync.json(), serde_json::json!({}));
+    let mut last_n = 0;
+    while last_n < 200 {
+        let frame = events.next_event(SOON).await.expect("stream open");
+        let n = frame.json()["n"].as_u64().expect("a numbered event");
+        assert!(n > last_n, "in order, none twice: {n} after {last_n}");
+        last_n = n;
+    }
+    wait_for_direct_streams(&server, 1).await;
+}
