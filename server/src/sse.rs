@@ -29,7 +29,7 @@ use app::model::{event, is_valid_task_id, OutputChunk, Ready};
 
 use crate::{
     api::error_response,
-    broker::{encode_frame, Following, Subscription},
+    broker::{encode_frame, Broker, Following, Subscription},
     socket_fanout::{Attached, StreamSocket},
     tasks::{plain_text, to_json},
     AppState,
@@ -194,9 +194,7 @@ fn event_frames(
                         let (catch_up, feed) = match following {
                             Following::Resumed { replay, live } => (replay, live),
                             Following::Missed { missed, held, live } => {
-                                broker.metrics.dropped.fetch_add(missed, Ordering::Relaxed);
-                                broker.metrics.resyncs.fetch_add(1, Ordering::Relaxed);
-                                yield Ok(encode_frame(event::RESYNC, &last_id, "{}"));
+                                yield Ok(resync(&broker, missed, &last_id));
                                 last_sent = Instant::now();
                                 (held, live)
                             }
@@ -217,7 +215,7 @@ fn event_frames(
                                 yield Ok(back.unwritten);
                             }
                             let last_id = broker.id_of(back.next_seq - 1);
-                            yield Ok(encode_frame(event::END, &last_id, r#"{"reason":"lifetime"}"#));
+                            yield Ok(lifetime_end(&last_id));
                             break;
                         }
                         let quiet_since = loan
@@ -241,7 +239,7 @@ fn event_frames(
                 _ = &mut timer => {
                     let now = Instant::now();
                     if now >= ends_at {
-                        yield Ok(encode_frame(event::END, &last_id, r#"{"reason":"lifetime"}"#));
+                        yield Ok(lifetime_end(&last_id));
                         break;
                     }
                     if now >= last_sent + heartbeat {
@@ -258,11 +256,7 @@ fn event_frames(
                             last_id.clone_from(&event.id);
                             yield Ok(event.frame().clone());
                         }
-                        Err(RecvError::Lagged(missed)) => {
-                            broker.metrics.dropped.fetch_add(missed, Ordering::Relaxed);
-                            broker.metrics.resyncs.fetch_add(1, Ordering::Relaxed);
-                            yield Ok(encode_frame(event::RESYNC, &last_id, "{}"));
-                        }
+                        Err(RecvError::Lagged(missed)) => yield Ok(resync(&broker, missed, &last_id)),
                         Err(RecvError::Closed) => break,
                     }
                     last_sent = Instant::now();
@@ -270,6 +264,18 @@ fn event_frames(
             }
         }
     }
+}
+
+/// Tells a stream that fell behind what is kept to refetch, and counts it.
+fn resync(broker: &Broker, missed: u64, last_id: &str) -> Bytes {
+    broker.metrics.dropped.fetch_add(missed, Ordering::Relaxed);
+    broker.metrics.resyncs.fetch_add(1, Ordering::Relaxed);
+    encode_frame(event::RESYNC, last_id, "{}")
+}
+
+/// The last frame of a stream that reached `STREAM_MAX_SECS`.
+fn lifetime_end(last_id: &str) -> Bytes {
+    encode_frame(event::END, last_id, r#"{"reason":"lifetime"}"#)
 }
 
 #[derive(Deserialize)]

@@ -177,6 +177,14 @@ async fn lean_stream(server: &common::TestServer) -> common::SseClient {
     common::SseClient::over_connection(stream, body)
 }
 
+/// Opens a lean event stream and waits until the fan-out writes to its socket.
+async fn lent_stream(server: &common::TestServer) -> common::SseClient {
+    let mut events = lean_stream(server).await;
+    events.wait_for("ready", SOON).await;
+    wait_for_direct_streams(server, 1).await;
+    events
+}
+
 /// Streams whose socket the fan-out writes to itself.
 fn direct_streams(server: &common::TestServer) -> usize {
     let metrics = &server.state.tasks.broker.metrics;
@@ -225,9 +233,7 @@ fn publish_numbered(server: &common::TestServer, count: u64, pad: usize) {
 async fn a_caught_up_stream_gets_every_event_in_order_written_by_the_fanout() {
     let fixture = Fixture::new();
     let server = fixture.serve().await;
-    let mut events = lean_stream(&server).await;
-    events.wait_for("ready", SOON).await;
-    wait_for_direct_streams(&server, 1).await;
+    let mut events = lent_stream(&server).await;
 
     publish_numbered(&server, 200, 100);
     let others = read_numbered_through(&mut events, 200).await;
@@ -243,9 +249,7 @@ async fn a_caught_up_stream_gets_every_event_in_order_written_by_the_fanout() {
 async fn a_client_that_stops_reading_gets_every_event_once_it_reads_again() {
     let fixture = Fixture::new();
     let server = fixture.serve_with(|c| c.replay = 1000).await;
-    let mut events = lean_stream(&server).await;
-    events.wait_for("ready", SOON).await;
-    wait_for_direct_streams(&server, 1).await;
+    let mut events = lent_stream(&server).await;
 
     // 25 MB while the client reads nothing: more than both socket buffers hold, less than
     // the broker keeps. The fan-out hands the socket back to the stream's task mid-frame.
@@ -265,9 +269,7 @@ async fn a_client_that_stops_reading_gets_every_event_once_it_reads_again() {
 async fn a_client_that_falls_behind_what_is_kept_gets_resync_then_what_is_kept() {
     let fixture = Fixture::new();
     let server = fixture.serve_with(|c| c.replay = 8).await;
-    let mut events = lean_stream(&server).await;
-    events.wait_for("ready", SOON).await;
-    wait_for_direct_streams(&server, 1).await;
+    let mut events = lent_stream(&server).await;
 
     // 19 MB while the client reads nothing, and the broker keeps only 8 events.
     publish_numbered(&server, 300, 64 * 1024);
@@ -306,9 +308,7 @@ async fn a_stream_written_by_the_fanout_still_gets_heartbeats_and_its_end() {
             c.stream_max_secs = 3;
         })
         .await;
-    let mut events = lean_stream(&server).await;
-    events.wait_for("ready", SOON).await;
-    wait_for_direct_streams(&server, 1).await;
+    let mut events = lent_stream(&server).await;
     publish_numbered(&server, 1, 0);
     let event = events.next_event(SOON).await.unwrap();
     assert_eq!(event.json()["n"], 1);
@@ -328,9 +328,7 @@ async fn a_stream_written_by_the_fanout_still_gets_heartbeats_and_its_end() {
 async fn streams_of_a_fanout_too_far_behind_are_told_to_resync_and_go_on() {
     let fixture = Fixture::new();
     let server = fixture.serve_with(|c| c.replay = 2).await;
-    let mut events = lean_stream(&server).await;
-    events.wait_for("ready", SOON).await;
-    wait_for_direct_streams(&server, 1).await;
+    let mut events = lent_stream(&server).await;
 
     // Published faster than a writer can send them one by one: it falls more than the two
     // kept events behind, so it hands the stream back rather than go on writing old news.
