@@ -45,9 +45,9 @@ struct Shard {
     joining: Mutex<Joining>,
     /// Events handed to this shard's writer that it has not started on.
     backlog: AtomicUsize,
-    /// A writer further behind than this hands every sink back: their streams catch up
-    /// from the broker's ring (which holds as many), or get `resync`, as any stream that
-    /// falls behind does.
+    /// A writer further behind than this hands back every sink that still needs the event
+    /// it takes: those streams catch up from the broker's ring (which holds as many), or
+    /// get `resync`, as any stream that falls behind does.
     max_backlog: usize,
 }
 

@@ -204,21 +204,38 @@ async fn wait_for_direct_streams(server: &common::TestServer, count: usize) {
 /// (its data parses) and that the numbered ones come in order, none twice, none missing;
 /// the names of the other frames seen.
 async fn read_numbered_through(events: &mut common::SseClient, last: u64) -> Vec<String> {
-    let mut expected = 1;
+    let (numbers, others) = read_increasing_through(events, last).await;
+    assert_eq!(
+        numbers,
+        (1..=last).collect::<Vec<_>>(),
+        "events in order, none twice, none missing"
+    );
+    others
+}
+
+/// Reads events until the one whose data has `"n": last`, checking each frame is whole
+/// and that the numbered ones come in order, none twice (some may be missing); the numbers
+/// seen, and the names of the other frames.
+async fn read_increasing_through(
+    events: &mut common::SseClient,
+    last: u64,
+) -> (Vec<u64>, Vec<String>) {
+    let mut numbers: Vec<u64> = Vec::new();
     let mut others = Vec::new();
-    while expected <= last {
+    while numbers.last() != Some(&last) {
         let frame = events.next_event(SOON).await.expect("stream open");
         let data = frame.json();
         assert!(!data.is_null(), "a whole frame: {frame:?}");
         match data["n"].as_u64() {
             Some(n) => {
-                assert_eq!(n, expected, "events in order, none twice, none missing");
-                expected += 1;
+                let after = numbers.last().copied().unwrap_or(0);
+                assert!(n > after, "in order, none twice: {n} after {after}");
+                numbers.push(n);
             }
             None => others.push(frame.name().to_string()),
         }
     }
-    others
+    (numbers, others)
 }
 
 fn publish_numbered(server: &common::TestServer, count: u64, pad: usize) {
@@ -277,24 +294,10 @@ async fn a_client_that_falls_behind_what_is_kept_gets_resync_then_what_is_kept()
         .state
         .tasks
         .broker
-        .publish("task.updated", r#"{"last":true}"#.into());
+        .publish("task.updated", r#"{"n":301}"#.into());
 
-    let mut seen = Vec::new();
-    let mut last_n = 0;
-    loop {
-        let frame = events.next_event(SOON).await.expect("stream open");
-        let data = frame.json();
-        assert!(!data.is_null(), "a whole frame: {frame:?}");
-        if let Some(n) = data["n"].as_u64() {
-            assert!(n > last_n, "in order, none twice: {n} after {last_n}");
-            last_n = n;
-        }
-        seen.push(frame.name().to_string());
-        if data["last"] == true {
-            break;
-        }
-    }
-    assert!(seen.iter().any(|name| name == "resync"), "{seen:?}");
+    let (_, others) = read_increasing_through(&mut events, 301).await;
+    assert!(others.iter().any(|name| name == "resync"), "{others:?}");
     let metrics = &server.state.tasks.broker.metrics;
     assert!(metrics.dropped.load(Ordering::Relaxed) > 0);
 }
@@ -335,12 +338,10 @@ async fn streams_of_a_fanout_too_far_behind_are_told_to_resync_and_go_on() {
     publish_numbered(&server, 200, 0);
     let resync = events.wait_for("resync", SOON).await;
     assert_eq!(resync.json(), serde_json::json!({}));
-    let mut last_n = 0;
-    while last_n < 200 {
-        let frame = events.next_event(SOON).await.expect("stream open");
-        let n = frame.json()["n"].as_u64().expect("a numbered event");
-        assert!(n > last_n, "in order, none twice: {n} after {last_n}");
-        last_n = n;
-    }
+    let (_, others) = read_increasing_through(&mut events, 200).await;
+    assert!(
+        others.is_empty(),
+        "only numbered events after it: {others:?}"
+    );
     wait_for_direct_streams(&server, 1).await;
 }
