@@ -30,47 +30,52 @@ use crate::broker::{BrokerMetrics, Event};
 #[derive(Clone)]
 pub struct StreamSocket(pub Arc<TcpStream>);
 
-/// How long a writer waits for an event before it lets go of the sinks of streams that
-/// ended meanwhile; without events, nothing else would.
+/// How long the lead writer waits for an event before it lets go of the sinks of streams
+/// that ended meanwhile; without events, nothing else would.
 const TIDY_EVERY: Duration = Duration::from_secs(10);
 
-/// The sinks, split into one shard per writer thread.
+/// How many sinks a writer takes at a time from an event's list: enough that the writers
+/// seldom meet at the shared counter, few enough (about half a millisecond of writes)
+/// that they finish within moments of each other, however the machine shares its cores.
+const CHUNK: usize = 64;
+
+/// The sinks, and the writer threads that write each event into them.
 pub struct SocketFanout {
-    shards: Vec<Arc<Shard>>,
-    next_shard: AtomicUsize,
+    shared: Arc<Shared>,
     metrics: Arc<BrokerMetrics>,
 }
 
-struct Shard {
+struct Shared {
     joining: Mutex<Joining>,
-    /// Events handed to this shard's writer that it has not started on.
+    /// Events handed to the writers that they have not started on.
     backlog: AtomicUsize,
-    /// A writer further behind than this hands back every sink that still needs the event
-    /// it takes: those streams catch up from the broker's ring (which holds as many), or
+    /// Writers further behind than this hand back every sink that still needs the event
+    /// they take: those streams catch up from the broker's ring (which holds as many), or
     /// get `resync`, as any stream that falls behind does.
     max_backlog: usize,
 }
 
-/// Sinks waiting for their writer to take them in, and how far that writer has got.
+/// Sinks waiting for the writers to take them in, and how far the writers have got.
 struct Joining {
     sinks: Vec<Arc<Sink>>,
-    /// The newest event this shard's writer has started on.
+    /// The newest event the writers have started on.
     taken_seq: u64,
-    /// The writer has ended (it would only if it panicked, or at shutdown).
+    /// The writers have ended (they would only if one panicked, or at shutdown).
     closed: bool,
 }
 
-/// Hands each event to the writer threads; held by the broker's fan-out task. Dropping it
-/// ends the threads.
-pub struct Writers(Vec<(mpsc::Sender<Arc<Event>>, Arc<Shard>)>);
+/// Hands each event to the writers; held by the broker's fan-out task. Dropping it ends
+/// the threads.
+pub struct Writers {
+    events: mpsc::Sender<Arc<Event>>,
+    shared: Arc<Shared>,
+}
 
 impl Writers {
     pub fn deliver(&self, event: &Arc<Event>) {
-        for (writer, shard) in &self.0 {
-            shard.backlog.fetch_add(1, Ordering::Relaxed);
-            // Fails only if that writer panicked; the others go on.
-            let _ = writer.send(event.clone());
-        }
+        self.shared.backlog.fetch_add(1, Ordering::Relaxed);
+        // Fails only if the writers ended; the streams then have their sockets back.
+        let _ = self.events.send(event.clone());
     }
 }
 
@@ -79,47 +84,47 @@ impl SocketFanout {
     /// how many events the broker's ring holds.
     pub fn start(metrics: Arc<BrokerMetrics>, max_backlog: usize) -> (SocketFanout, Writers) {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-        let mut shards = Vec::with_capacity(threads);
-        let mut writers = Vec::with_capacity(threads);
-        for n in 0..threads {
-            let shard = Arc::new(Shard {
-                joining: Mutex::new(Joining {
-                    sinks: Vec::new(),
-                    taken_seq: 0,
-                    closed: false,
-                }),
-                backlog: AtomicUsize::new(0),
-                max_backlog,
-            });
-            let (sender, events) = mpsc::channel();
-            let writer_shard = shard.clone();
-            std::thread::Builder::new()
-                .name(format!("taskwire-fanout-{n}"))
-                .spawn(move || write_events(&events, &writer_shard))
-                .expect("a thread for the fan-out");
-            writers.push((sender, shard.clone()));
-            shards.push(shard);
-        }
-        let fanout = SocketFanout {
-            shards,
-            next_shard: AtomicUsize::new(0),
-            metrics,
+        let shared = Arc::new(Shared {
+            joining: Mutex::new(Joining {
+                sinks: Vec::new(),
+                taken_seq: 0,
+                closed: false,
+            }),
+            backlog: AtomicUsize::new(0),
+            max_backlog,
+        });
+        let (finished, helpers_finished) = mpsc::channel();
+        let helpers: Vec<_> = (1..threads)
+            .map(|n| {
+                let (round, rounds) = mpsc::channel();
+                let finished = finished.clone();
+                spawn_writer(n, move || help(&rounds, &finished));
+                round
+            })
+            .collect();
+        let (events, received) = mpsc::channel();
+        let lead_shared = shared.clone();
+        spawn_writer(0, move || {
+            lead(&received, &lead_shared, &helpers, &helpers_finished);
+        });
+        let writers = Writers {
+            events,
+            shared: shared.clone(),
         };
-        (fanout, Writers(writers))
+        (SocketFanout { shared, metrics }, writers)
     }
 
-    /// Lends `socket` to the writers from event `next_seq` on. `None` when a writer has
+    /// Lends `socket` to the writers from event `next_seq` on. `None` when the writers have
     /// already started on that event (it was published a moment ago): the stream then
     /// receives it the usual way and tries again.
     ///
     /// Why no event falls between the stream and the writers: the broker's fan-out task
     /// sends each event to the stream's receiver before it hands it to the writers, and the
     /// stream attaches only once that receiver is empty. So an event the stream has not
-    /// received either reaches the writer after this sink has joined, or the writer has
+    /// received either reaches the writers after this sink has joined, or the writers have
     /// already started on it and `taken_seq` refuses the loan.
     pub fn attach(&self, socket: Arc<TcpStream>, next_seq: u64) -> Option<Attached> {
-        let shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shards.len();
-        let mut joining = lock(&self.shards[shard].joining);
+        let mut joining = lock(&self.shared.joining);
         if joining.closed || joining.taken_seq >= next_seq {
             return None;
         }
@@ -142,70 +147,181 @@ impl SocketFanout {
     }
 }
 
-/// One writer thread: each event goes to every sink of its shard, in order.
-fn write_events(events: &mpsc::Receiver<Arc<Event>>, shard: &Shard) {
-    let mut writer = Writer {
-        shard,
-        sinks: Vec::new(),
+fn spawn_writer(n: usize, writer: impl FnOnce() + Send + 'static) {
+    std::thread::Builder::new()
+        .name(format!("taskwire-fanout-{n}"))
+        .spawn(writer)
+        .expect("a thread for the fan-out");
+}
+
+/// One event on its way into every sink. The writers take chunks of `sinks` in turn
+/// until none are left, so one that the machine holds up for a moment delays no fixed
+/// share of the streams: the others write them.
+struct Round {
+    seq: u64,
+    frame: Bytes,
+    now: Instant,
+    sinks: Arc<Vec<Arc<Sink>>>,
+    next_chunk: AtomicUsize,
+    /// Where in `sinks` are those no longer lent, for the lead writer to drop.
+    ended: Mutex<Vec<usize>>,
+}
+
+impl Round {
+    fn write_chunks(&self) {
+        loop {
+            let start = self.next_chunk.fetch_add(CHUNK, Ordering::Relaxed);
+            let Some(chunk) = self.sinks.get(start..(start + CHUNK).min(self.sinks.len())) else {
+                return;
+            };
+            if chunk.is_empty() {
+                return;
+            }
+            for (i, sink) in chunk.iter().enumerate() {
+                if !sink.deliver(self.seq, &self.frame, self.now) {
+                    lock(&self.ended).push(start + i);
+                }
+            }
+        }
+    }
+}
+
+/// The lead writer thread: takes each event, lets new sinks join, and writes the event
+/// with the helpers. It starts an event only once every writer has finished the one
+/// before, so each socket gets its frames in order.
+fn lead(
+    events: &mpsc::Receiver<Arc<Event>>,
+    shared: &Shared,
+    helpers: &[mpsc::Sender<Arc<Round>>],
+    helpers_finished: &mpsc::Receiver<()>,
+) {
+    let mut writer = Lead {
+        shared,
+        sinks: Arc::new(Vec::new()),
     };
     loop {
         let event = match events.recv_timeout(TIDY_EVERY) {
             Ok(event) => event,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 writer.take_joining();
-                writer.sinks.retain(|sink| sink.is_lent());
+                writer.sinks_mut().retain(|sink| sink.is_lent());
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         };
-        let taken = writer.take_joining_for(event.seq);
-        debug_assert!(taken, "a writer receives events in order");
-        if shard.backlog.fetch_sub(1, Ordering::Relaxed) > shard.max_backlog {
+        let in_order = writer.take_joining_for(event.seq);
+        debug_assert!(in_order, "the writers receive events in order");
+        if shared.backlog.fetch_sub(1, Ordering::Relaxed) > shared.max_backlog {
             // Too far behind to be worth waiting for: the streams that still need this
             // event catch up on their own.
             writer
-                .sinks
+                .sinks_mut()
                 .retain(|sink| sink.hand_back_if_needs(event.seq));
             continue;
         }
-        let frame = event.frame();
-        let now = Instant::now();
-        writer
-            .sinks
-            .retain(|sink| sink.deliver(event.seq, frame, now));
+        let round = Arc::new(Round {
+            seq: event.seq,
+            frame: event.frame().clone(),
+            now: Instant::now(),
+            sinks: writer.sinks.clone(),
+            next_chunk: AtomicUsize::new(0),
+            ended: Mutex::new(Vec::new()),
+        });
+        // Waking a helper costs more than it saves on a single chunk.
+        let helping = if round.sinks.len() > CHUNK {
+            helpers.len()
+        } else {
+            0
+        };
+        for helper in &helpers[..helping] {
+            if helper.send(round.clone()).is_err() {
+                return; // A helper panicked: `Lead`'s drop hands every socket back.
+            }
+        }
+        round.write_chunks();
+        for _ in 0..helping {
+            if helpers_finished.recv().is_err() {
+                return;
+            }
+        }
+        let ended = std::mem::take(&mut *lock(&round.ended));
+        drop(round);
+        writer.drop_ended(ended);
     }
 }
 
-/// A writer's own list of sinks. When the thread ends, however it ends, its shard takes no
-/// more sinks and every stream it wrote for gets its socket back.
-struct Writer<'a> {
-    shard: &'a Shard,
-    sinks: Vec<Arc<Sink>>,
+/// A helper writer thread: writes chunks of each event the lead hands it.
+fn help(rounds: &mpsc::Receiver<Arc<Round>>, finished: &mpsc::Sender<()>) {
+    // Tells the lead this helper is done with the round, also if it panicked mid-way (the
+    // streams of an unfinished chunk then miss the event, and the next one hands their
+    // sockets back to catch up).
+    struct Finished<'a>(&'a mpsc::Sender<()>);
+    impl Drop for Finished<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.send(());
+        }
+    }
+    for round in rounds {
+        let finished = Finished(finished);
+        round.write_chunks();
+        // Let go of the round first, so the lead can change its list without a copy.
+        drop(round);
+        drop(finished);
+    }
 }
 
-impl Writer<'_> {
+/// The lead writer's list of sinks. When the thread ends, however it ends, the fan-out
+/// takes no more sinks and every stream it wrote for gets its socket back.
+struct Lead<'a> {
+    shared: &'a Shared,
+    sinks: Arc<Vec<Arc<Sink>>>,
+}
+
+impl Lead<'_> {
+    /// The list, to change: the helpers have let go of it between rounds, so this copies
+    /// nothing (but after a helper panicked).
+    fn sinks_mut(&mut self) -> &mut Vec<Arc<Sink>> {
+        Arc::make_mut(&mut self.sinks)
+    }
+
     fn take_joining(&mut self) {
-        self.sinks.append(&mut lock(&self.shard.joining).sinks);
+        let joined = std::mem::take(&mut lock(&self.shared.joining).sinks);
+        self.sinks_mut().extend(joined);
     }
 
     /// Takes in the sinks that joined, and marks event `seq` as started on: a stream that
     /// needs it can no longer join (see `SocketFanout::attach`). False if `seq` is old.
     fn take_joining_for(&mut self, seq: u64) -> bool {
-        let mut joining = lock(&self.shard.joining);
-        self.sinks.append(&mut joining.sinks);
+        let mut joining = lock(&self.shared.joining);
+        let joined = std::mem::take(&mut joining.sinks);
         let in_order = seq > joining.taken_seq;
         joining.taken_seq = seq;
+        drop(joining);
+        self.sinks_mut().extend(joined);
         in_order
+    }
+
+    /// Drops the sinks at these places in the list.
+    fn drop_ended(&mut self, mut ended: Vec<usize>) {
+        if ended.is_empty() {
+            return;
+        }
+        // From the back, so that each removal moves only a sink not yet looked at.
+        ended.sort_unstable_by(|a, b| b.cmp(a));
+        let sinks = self.sinks_mut();
+        for at in ended {
+            sinks.swap_remove(at);
+        }
     }
 }
 
-impl Drop for Writer<'_> {
+impl Drop for Lead<'_> {
     fn drop(&mut self) {
-        let mut joining = lock(&self.shard.joining);
+        let mut joining = lock(&self.shared.joining);
         joining.closed = true;
-        self.sinks.append(&mut joining.sinks);
+        let joined = std::mem::take(&mut joining.sinks);
         drop(joining);
-        for sink in &self.sinks {
+        for sink in self.sinks.iter().chain(&joined) {
             sink.hand_back_if_needs(u64::MAX);
         }
     }

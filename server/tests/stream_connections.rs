@@ -263,6 +263,42 @@ async fn a_caught_up_stream_gets_every_event_in_order_written_by_the_fanout() {
 }
 
 #[tokio::test]
+async fn many_caught_up_streams_each_get_every_event_in_order() {
+    // More streams than one writer takes at a time, so the writers share each event.
+    const STREAMS: usize = 200;
+    let fixture = Fixture::new();
+    let server = fixture.serve().await;
+    let mut streams = Vec::new();
+    for _ in 0..STREAMS {
+        let mut events = lean_stream(&server).await;
+        events.wait_for("ready", SOON).await;
+        streams.push(events);
+    }
+    wait_for_direct_streams(&server, STREAMS).await;
+
+    // About 9 KB per stream: within what a socket takes before the client reads.
+    publish_numbered(&server, 100, 20);
+    let readers: Vec<_> = streams
+        .into_iter()
+        .map(|mut events| {
+            tokio::spawn(async move {
+                let others = read_numbered_through(&mut events, 100).await;
+                (others, events)
+            })
+        })
+        .collect();
+    let mut still_open = Vec::new();
+    for reader in readers {
+        let (others, events) = reader
+            .await
+            .expect("every stream gets every event in order");
+        assert!(others.is_empty(), "nothing else: {others:?}");
+        still_open.push(events);
+    }
+    wait_for_direct_streams(&server, STREAMS).await;
+}
+
+#[tokio::test]
 async fn a_client_that_stops_reading_gets_every_event_once_it_reads_again() {
     let fixture = Fixture::new();
     let server = fixture.serve_with(|c| c.replay = 1000).await;
