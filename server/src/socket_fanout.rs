@@ -93,19 +93,21 @@ impl SocketFanout {
             backlog: AtomicUsize::new(0),
             max_backlog,
         });
-        let (finished, helpers_finished) = mpsc::channel();
         let helpers: Vec<_> = (1..threads)
             .map(|n| {
                 let (round, rounds) = mpsc::channel();
-                let finished = finished.clone();
+                let (finished, helper_finished) = mpsc::channel();
                 spawn_writer(n, move || help(&rounds, &finished));
-                round
+                Helper {
+                    round,
+                    finished: helper_finished,
+                }
             })
             .collect();
         let (events, received) = mpsc::channel();
         let lead_shared = shared.clone();
         spawn_writer(0, move || {
-            lead(&received, &lead_shared, &helpers, &helpers_finished);
+            lead(&received, &lead_shared, &helpers);
         });
         let writers = Writers {
             events,
@@ -187,14 +189,9 @@ impl Round {
 }
 
 /// The lead writer thread: takes each event, lets new sinks join, and writes the event
-/// with the helpers. It starts an event only once every writer has finished the one
-/// before, so each socket gets its frames in order.
-fn lead(
-    events: &mpsc::Receiver<Arc<Event>>,
-    shared: &Shared,
-    helpers: &[mpsc::Sender<Arc<Round>>],
-    helpers_finished: &mpsc::Receiver<()>,
-) {
+/// with the helpers. It starts an event only once every helper it woke has finished the
+/// one before, so each socket gets its frames in order.
+fn lead(events: &mpsc::Receiver<Arc<Event>>, shared: &Shared, helpers: &[Helper]) {
     let mut writer = Lead {
         shared,
         sinks: Arc::new(Vec::new()),
@@ -233,14 +230,16 @@ fn lead(
         } else {
             0
         };
+        // A helper that panicked has dropped its ends of both channels: the lead ends too,
+        // and `Lead`'s drop hands every socket back.
         for helper in &helpers[..helping] {
-            if helper.send(round.clone()).is_err() {
-                return; // A helper panicked: `Lead`'s drop hands every socket back.
+            if helper.round.send(round.clone()).is_err() {
+                return;
             }
         }
         round.write_chunks();
-        for _ in 0..helping {
-            if helpers_finished.recv().is_err() {
+        for helper in &helpers[..helping] {
+            if helper.finished.recv().is_err() {
                 return;
             }
         }
@@ -250,23 +249,21 @@ fn lead(
     }
 }
 
+/// The lead's ends of a helper's two channels: rounds to it, and word that it finished one.
+struct Helper {
+    round: mpsc::Sender<Arc<Round>>,
+    finished: mpsc::Receiver<()>,
+}
+
 /// A helper writer thread: writes chunks of each event the lead hands it.
 fn help(rounds: &mpsc::Receiver<Arc<Round>>, finished: &mpsc::Sender<()>) {
-    // Tells the lead this helper is done with the round, also if it panicked mid-way (the
-    // streams of an unfinished chunk then miss the event, and the next one hands their
-    // sockets back to catch up).
-    struct Finished<'a>(&'a mpsc::Sender<()>);
-    impl Drop for Finished<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.send(());
-        }
-    }
     for round in rounds {
-        let finished = Finished(finished);
         round.write_chunks();
         // Let go of the round first, so the lead can change its list without a copy.
         drop(round);
-        drop(finished);
+        if finished.send(()).is_err() {
+            return;
+        }
     }
 }
 
@@ -278,8 +275,8 @@ struct Lead<'a> {
 }
 
 impl Lead<'_> {
-    /// The list, to change: the helpers have let go of it between rounds, so this copies
-    /// nothing (but after a helper panicked).
+    /// The list, to change. The helpers let go of it before they report a round finished,
+    /// so this copies nothing.
     fn sinks_mut(&mut self) -> &mut Vec<Arc<Sink>> {
         Arc::make_mut(&mut self.sinks)
     }
@@ -306,7 +303,7 @@ impl Lead<'_> {
         if ended.is_empty() {
             return;
         }
-        // From the back, so that each removal moves only a sink not yet looked at.
+        // From the back: each removal moves the last sink into the gap, one that stays.
         ended.sort_unstable_by(|a, b| b.cmp(a));
         let sinks = self.sinks_mut();
         for at in ended {
