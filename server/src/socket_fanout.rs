@@ -173,12 +173,10 @@ impl Round {
     fn write_chunks(&self) {
         loop {
             let start = self.next_chunk.fetch_add(CHUNK, Ordering::Relaxed);
-            let Some(chunk) = self.sinks.get(start..(start + CHUNK).min(self.sinks.len())) else {
-                return;
-            };
-            if chunk.is_empty() {
+            if start >= self.sinks.len() {
                 return;
             }
+            let chunk = &self.sinks[start..(start + CHUNK).min(self.sinks.len())];
             for (i, sink) in chunk.iter().enumerate() {
                 if !sink.deliver(self.seq, &self.frame, self.now) {
                     lock(&self.ended).push(start + i);
