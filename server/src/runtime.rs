@@ -2,8 +2,10 @@
 //!
 //! tmux owns the processes, so tasks outlive taskwire. The server is started with our own
 //! config file, which makes panes stay around after their program exits (so the exit status
-//! can be read) and touches a wake file whenever a pane dies (so the reconciler hears about
-//! exits at once instead of waiting for its next pass).
+//! can be read), touches a wake file whenever a pane dies (so the reconciler hears about
+//! exits at once instead of waiting for its next pass), and keeps the server running when its
+//! last session ends: a server on its way out takes down a session created in that moment
+//! ("server exited unexpectedly"), and tasks are often started just as the last one is removed.
 
 use std::{
     collections::HashMap,
@@ -78,6 +80,7 @@ impl Tmux {
         format!(
             "# Written by taskwire at every start.\n\
              set -g remain-on-exit on\n\
+             set -g exit-empty off\n\
              set -g default-shell /bin/sh\n\
              set -g history-limit 5000\n\
              set -g default-size 200x50\n\
@@ -153,7 +156,7 @@ impl Tmux {
     }
 
     /// Every taskwire pane in one tmux call, keyed by task id. An empty map when no tmux
-    /// server runs (it exits with its last session).
+    /// server runs (none started yet, or someone killed it).
     pub fn list_panes(&self) -> io::Result<HashMap<String, PaneState>> {
         let out = self
             .tmux()

@@ -169,6 +169,39 @@ async fn kill_stops_the_task_and_removes_its_session() {
     );
 }
 
+/// tmux used to exit with its last session, and a session started in that moment died
+/// with it: a task created just as the only other one was killed came up as `error`.
+#[tokio::test]
+async fn a_task_started_while_the_last_one_is_killed_runs() {
+    let fixture = Fixture::new();
+    let server = fixture.serve().await;
+    for round in 0..60 {
+        let last = server.create(json!({"command": "sleep 600"})).await;
+        let kill = format!("/api/tasks/{}/kill", last.id);
+        let ((killed, _), started) = tokio::join!(
+            server.call(Method::POST, &kill, None),
+            server.call(
+                Method::POST,
+                "/api/tasks",
+                Some(json!({"command": "sleep 600"}))
+            ),
+        );
+        assert_eq!(killed, StatusCode::OK);
+        let (status, body) = started;
+        assert_eq!(status, StatusCode::CREATED, "round {round}: {body}");
+        assert_eq!(body["status"], "running", "round {round}: {body}");
+        let id = body["id"].as_str().unwrap();
+        assert!(
+            session_exists(&fixture.socket, id),
+            "round {round}: the new task's session is there"
+        );
+        let (killed, _) = server
+            .call(Method::POST, &format!("/api/tasks/{id}/kill"), None)
+            .await;
+        assert_eq!(killed, StatusCode::OK, "round {round}");
+    }
+}
+
 #[tokio::test]
 async fn delete_is_refused_while_live_and_forgets_a_terminal_task_and_its_output() {
     let fixture = Fixture::new();
