@@ -213,7 +213,8 @@ impl Broker {
             return Err(TooManySubscribers);
         }
         let cursor = cursor.and_then(|c| self.parse_cursor(c));
-        let (newest, follow) = self.follow_after(cursor);
+        // A new stream that missed events starts over with `resync`: it needs no held ones.
+        let (newest, follow) = self.follow(cursor, false);
         let (resumed, replay, live) = match follow {
             Following::Resumed { replay, live } => (true, replay, live),
             Following::Missed { live, .. } => (false, Vec::new(), live),
@@ -237,6 +238,11 @@ impl Broker {
     /// held; also the newest event's number. For a stream that resumes, or that takes its
     /// socket back from the fan-out and must catch up.
     pub fn follow_after(&self, after_seq: Option<u64>) -> (u64, Following) {
+        self.follow(after_seq, true)
+    }
+
+    /// `follow_after`, leaving `held` empty unless `keep_held`.
+    fn follow(&self, after_seq: Option<u64>, keep_held: bool) -> (u64, Following) {
         // Subscribe before reading the ring: an event published in between is then both
         // replayed and received live, and the stream drops the second copy by its number.
         // Nothing falls between the two.
@@ -258,7 +264,11 @@ impl Broker {
             // Fell behind what is held: what is held is still worth sending after `resync`.
             Some(after) if after <= newest => Following::Missed {
                 missed: oldest_held - after - 1,
-                held: ring.held.iter().cloned().collect(),
+                held: if keep_held {
+                    ring.held.iter().cloned().collect()
+                } else {
+                    Vec::new()
+                },
                 live,
             },
             _ => Following::Missed {
