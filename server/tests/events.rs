@@ -247,6 +247,22 @@ async fn an_unknown_cursor_is_not_resumed() {
 }
 
 #[tokio::test]
+async fn a_cursor_older_than_what_is_kept_is_not_resumed() {
+    let fixture = Fixture::new();
+    let server = fixture.serve_with(|c| c.replay = 4).await;
+    publish_tasks(&server, 10).await;
+    let epoch = server.state.tasks.broker.epoch();
+    let mut events = server.events("", Some(&format!("{epoch}-1"))).await;
+    let ready = events.next_within(SOON).await.unwrap();
+    assert_eq!(ready.json()["resumed"], false);
+    assert_eq!(ready.json()["event_id"], format!("{epoch}-10"));
+    // It goes on live from there, with nothing from before.
+    let created = publish_tasks(&server, 1).await;
+    let next = events.next_event(SOON).await.unwrap();
+    assert_eq!(next.json()["id"], created[0], "{next:?}");
+}
+
+#[tokio::test]
 async fn a_cursor_from_before_a_restart_is_not_resumed() {
     let fixture = Fixture::new();
     let server = fixture.serve().await;
