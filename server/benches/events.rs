@@ -109,7 +109,7 @@ fn publish_cost() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let broker = server::broker::Broker::new(1024, STREAMS * 2);
+        let broker = server::events::broker::Broker::new(1024, STREAMS * 2);
         let payload = r#"{"id":"k3v9q2","name":"tests","status":"running"}"#.to_string();
         let delivered = Arc::new(AtomicUsize::new(0));
         let mut report = Vec::new();
@@ -171,7 +171,7 @@ fn serve(dir: &str) {
             .output_name("taskwire")
             .build();
         let state = server::AppState::open(config, leptos).unwrap();
-        let listener = server::serve::listen(([127, 0, 0, 1], 0).into()).unwrap();
+        let listener = server::http::serve::listen(([127, 0, 0, 1], 0).into()).unwrap();
         println!("PORT {}", listener.local_addr().unwrap().port());
         let tmux = state.tasks.runtime.clone();
         std::thread::spawn(move || {

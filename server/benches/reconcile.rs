@@ -6,10 +6,8 @@
 use std::time::{Duration, Instant};
 
 use server::{
-    broker::Broker,
-    runtime::Tmux,
-    store::Store,
-    tasks::{NewCommand, Tasks},
+    events::broker::Broker,
+    tasks::{runtime::Tmux, store::Store, NewCommand, Tasks},
 };
 
 const TASKS: usize = 1000;

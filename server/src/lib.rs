@@ -1,18 +1,9 @@
 //! taskwire's server: runs tasks in tmux, records them in SQLite, and streams every change
 //! to the browsers. `app(state)` builds the whole router, so tests serve it directly.
 
-pub mod api;
-pub mod auth;
-pub mod broker;
 pub mod config;
-pub mod event_connection;
-pub mod metrics;
-pub mod reconciler;
-pub mod runtime;
-pub mod serve;
-pub mod socket_fanout;
-pub mod sse;
-pub mod store;
+pub mod events;
+pub mod http;
 pub mod tasks;
 
 use std::sync::Arc;
@@ -23,8 +14,11 @@ use axum::{
     routing::get,
     Router,
 };
+use events::{broker, sse};
+use http::{api, auth, metrics};
 use leptos::prelude::LeptosOptions;
 use leptos_axum::{generate_route_list, LeptosRoutes};
+use tasks::{reconciler, runtime, store};
 use tokio_util::sync::CancellationToken;
 use tower_http::compression::{
     predicate::{NotForContentType, Predicate},
@@ -32,7 +26,7 @@ use tower_http::compression::{
 };
 
 pub use config::Config;
-pub use serve::serve;
+pub use http::serve::serve;
 
 /// Everything a handler needs. Cheap to clone.
 #[derive(Clone)]

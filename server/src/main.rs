@@ -17,7 +17,7 @@ async fn main() -> Result<(), server::StartError> {
 
     let state = AppState::open(config.clone(), leptos)?;
     let reconciler = state.spawn_reconciler();
-    let listener = server::serve::listen(config.addr)?;
+    let listener = server::http::serve::listen(config.addr)?;
     let addr = listener.local_addr()?;
     println!("taskwire is listening on http://{addr}");
     println!("sign in with http://{addr}/login?token={}", state.token);

@@ -128,8 +128,8 @@ async fn token_is_generated_once_and_stored_private() {
     use std::os::unix::fs::PermissionsExt;
     let fixture = Fixture::new();
     std::fs::create_dir_all(fixture.data_dir()).unwrap();
-    let first = server::auth::load_or_create_token(None, &fixture.data_dir()).unwrap();
-    let again = server::auth::load_or_create_token(None, &fixture.data_dir()).unwrap();
+    let first = server::http::auth::load_or_create_token(None, &fixture.data_dir()).unwrap();
+    let again = server::http::auth::load_or_create_token(None, &fixture.data_dir()).unwrap();
     assert_eq!(first, again);
     assert!(first.len() >= 32);
     let mode = std::fs::metadata(fixture.data_dir().join("token"))

@@ -77,7 +77,7 @@ impl TestServer {
         let leptos = LeptosOptions::builder().output_name("taskwire").build();
         let state = AppState::open(config, leptos).expect("server state");
         let reconciler = Some(state.spawn_reconciler());
-        let listener = server::serve::listen(([127, 0, 0, 1], 0).into()).unwrap();
+        let listener = server::http::serve::listen(([127, 0, 0, 1], 0).into()).unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = state.shutdown.clone();
         let router = app(state.clone());

@@ -27,7 +27,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::socket_fanout::StreamSocket;
+use crate::events::fanout::StreamSocket;
 
 /// How long a client may take to send its request head.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
@@ -123,7 +123,7 @@ fn to_request(head: &httparse::Request) -> Result<Request<Body>, StatusCode> {
 }
 
 fn error(status: StatusCode) -> Response<Body> {
-    crate::api::error_response(status, status.canonical_reason().unwrap_or("bad request"))
+    crate::http::api::error_response(status, status.canonical_reason().unwrap_or("bad request"))
 }
 
 /// Writes the head, then each body chunk as it comes, until the body ends, the client

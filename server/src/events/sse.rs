@@ -28,9 +28,11 @@ use tokio::{net::TcpStream, sync::broadcast::error::RecvError, time::Instant};
 use app::model::{event, is_valid_task_id, OutputChunk, Ready};
 
 use crate::{
-    api::error_response,
-    broker::{encode_frame, Broker, Following, Subscription},
-    socket_fanout::{Attached, StreamSocket},
+    events::{
+        broker::{encode_frame, Broker, Following, Subscription},
+        fanout::{Attached, StreamSocket},
+    },
+    http::api::error_response,
     tasks::{plain_text, to_json},
     AppState,
 };

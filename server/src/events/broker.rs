@@ -23,7 +23,7 @@ use tokio::{
     sync::{broadcast, mpsc},
 };
 
-use crate::socket_fanout::{Attached, SocketFanout};
+use crate::events::fanout::{Attached, SocketFanout};
 
 /// One published event. `data` is its JSON, serialized once.
 #[derive(Debug)]

@@ -13,7 +13,7 @@ use axum::{
 use rand::Rng;
 use serde::Deserialize;
 
-use crate::{api::error_response, AppState};
+use crate::{http::api::error_response, AppState};
 
 pub const COOKIE: &str = "taskwire_session";
 pub const CSRF_HEADER: &str = "x-taskwire";

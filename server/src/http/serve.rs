@@ -11,7 +11,7 @@ use hyper_util::{rt::TokioIo, server::graceful::GracefulShutdown, service::Tower
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::event_connection;
+use crate::events::connection as event_connection;
 
 /// Connections the kernel may hold for us before we accept them. Rust's default (128) is too
 /// few for a restart, when every open tab reconnects within a few seconds: the rest would

@@ -15,11 +15,16 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rand::Rng;
 use tokio::sync::Notify;
 
-use crate::{
-    broker::Broker,
+use crate::events::broker::Broker;
+
+use self::{
     runtime::{PaneState, Tmux},
     store::{Outcome, Store},
 };
+
+pub mod reconciler;
+pub mod runtime;
+pub mod store;
 
 pub const MAX_NAME_CHARS: usize = 100;
 

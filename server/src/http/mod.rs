@@ -1,0 +1,8 @@
+//! The web surface: accepting connections (limits, timeouts, shutdown), auth, the REST
+//! routes, the `{"error": …}` answer, metrics. It may use `tasks` and `events`; nothing
+//! below it uses it.
+
+pub mod api;
+pub mod auth;
+pub mod metrics;
+pub mod serve;
