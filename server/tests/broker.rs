@@ -5,8 +5,8 @@ use server::events::broker::Broker;
 use tokio::sync::broadcast::error::RecvError;
 
 async fn next(
-    sub: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<server::events::broker::Event>>,
-) -> std::sync::Arc<server::events::broker::Event> {
+    sub: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<server::events::event::Event>>,
+) -> std::sync::Arc<server::events::event::Event> {
     tokio::time::timeout(Duration::from_secs(5), sub.recv())
         .await
         .expect("an event in time")
@@ -32,7 +32,7 @@ async fn one_subscriber_receives_a_published_event() {
 
 #[test]
 fn a_frame_carries_each_line_of_its_data_on_a_data_line() {
-    let frame = server::events::broker::encode_frame("resync", "7-3", "{}\n{}");
+    let frame = server::events::event::encode_frame("resync", "7-3", "{}\n{}");
     assert_eq!(
         frame.as_ref(),
         b"event: resync\nid: 7-3\ndata: {}\ndata: {}\n\n"

@@ -11,66 +11,18 @@
 
 use std::{
     collections::VecDeque,
-    sync::{
-        atomic::{AtomicU64, AtomicUsize, Ordering},
-        Arc, Mutex, OnceLock,
-    },
+    sync::{atomic::Ordering, Arc, Mutex},
 };
 
-use bytes::Bytes;
 use tokio::{
     net::TcpStream,
     sync::{broadcast, mpsc},
 };
 
-use crate::events::fanout::{Attached, SocketFanout};
-
-/// One published event. `data` is its JSON, serialized once.
-#[derive(Debug)]
-pub struct Event {
-    pub seq: u64,
-    pub id: String,
-    pub name: &'static str,
-    pub data: String,
-    frame: OnceLock<Bytes>,
-}
-
-impl Event {
-    /// The whole SSE frame, encoded once and shared by every subscriber: sending it to one
-    /// costs a reference count, not a copy. The fan-out task encodes it, off the
-    /// publisher's path.
-    pub fn frame(&self) -> &Bytes {
-        self.frame
-            .get_or_init(|| encode_frame(self.name, &self.id, &self.data))
-    }
-}
-
-/// One SSE frame: `event:`, `id:` and a `data:` line per line of `data`.
-pub fn encode_frame(name: &str, id: &str, data: &str) -> Bytes {
-    let mut frame = String::with_capacity(name.len() + id.len() + data.len() + 24);
-    frame.push_str("event: ");
-    frame.push_str(name);
-    frame.push_str("\nid: ");
-    frame.push_str(id);
-    frame.push('\n');
-    for line in data.split('\n') {
-        frame.push_str("data: ");
-        frame.push_str(line);
-        frame.push('\n');
-    }
-    frame.push('\n');
-    Bytes::from(frame)
-}
-
-#[derive(Default)]
-pub struct BrokerMetrics {
-    pub published: AtomicU64,
-    pub dropped: AtomicU64,
-    pub resyncs: AtomicU64,
-    pub open_streams: AtomicUsize,
-    /// Open streams whose socket the fan-out writes to itself (`socket_fanout`).
-    pub lent_streams: AtomicUsize,
-}
+use super::{
+    event::{BrokerMetrics, Event},
+    fanout::{Attached, SocketFanout},
+};
 
 pub struct Broker {
     epoch: String,
@@ -180,13 +132,7 @@ impl Broker {
         let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
         let seq = ring.next_seq;
         ring.next_seq += 1;
-        let event = Arc::new(Event {
-            seq,
-            id: self.id_of(seq),
-            name,
-            data,
-            frame: OnceLock::new(),
-        });
+        let event = Arc::new(Event::new(seq, self.id_of(seq), name, data));
         if ring.held.len() == ring.capacity {
             ring.held.pop_front();
         }

@@ -23,7 +23,7 @@ use std::{
 use bytes::Bytes;
 use tokio::{net::TcpStream, sync::Notify};
 
-use crate::events::broker::{BrokerMetrics, Event};
+use super::event::{BrokerMetrics, Event};
 
 /// The socket of a lean event-stream connection, passed to the `/api/events` handler as a
 /// request extension so that its stream can lend it to the fan-out.

@@ -4,5 +4,6 @@
 
 pub mod broker;
 pub mod connection;
+pub mod event;
 pub mod fanout;
 pub mod sse;

@@ -29,7 +29,8 @@ use app::model::{event, is_valid_task_id, OutputChunk, Ready};
 
 use crate::{
     events::{
-        broker::{encode_frame, Broker, Following, Subscription},
+        broker::{Broker, Following, Subscription},
+        event::encode_frame,
         fanout::{Attached, StreamSocket},
     },
     http::api::error_response,
