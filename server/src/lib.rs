@@ -14,7 +14,7 @@ use axum::{
     routing::get,
     Router,
 };
-use events::{broker, sse};
+use events::{broker, sse::EventStreams};
 use http::{api, auth, metrics};
 use leptos::prelude::LeptosOptions;
 use leptos_axum::{generate_route_list, LeptosRoutes};
@@ -42,6 +42,17 @@ pub struct AppState {
 impl FromRef<AppState> for LeptosOptions {
     fn from_ref(state: &AppState) -> Self {
         state.leptos.clone()
+    }
+}
+
+impl FromRef<AppState> for EventStreams {
+    fn from_ref(state: &AppState) -> Self {
+        EventStreams {
+            broker: state.tasks.broker.clone(),
+            heartbeat: state.config.heartbeat(),
+            lifetime: state.config.stream_max(),
+            shutdown: state.shutdown.clone(),
+        }
     }
 }
 
@@ -90,7 +101,9 @@ pub fn app(state: AppState) -> Router {
     // they are added after the compression layer, which also spares each open stream the
     // room a compressing body keeps for its encoders (5.8 KiB). The predicate keeps any
     // other stream uncompressed too.
-    let streams = sse::router().route_layer(auth);
+    let streams = events::sse::router()
+        .merge(http::streams::router())
+        .route_layer(auth);
     let compression = CompressionLayer::new()
         .compress_when(DefaultPredicate::new().and(NotForContentType::new("text/event-stream")));
     Router::new()

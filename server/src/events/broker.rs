@@ -7,7 +7,7 @@
 //! subscribers. A subscriber that falls more than the buffer behind loses its oldest events
 //! (`tokio::sync::broadcast` tells it how many) and the stream turns that into `resync`.
 //! Streams on a lean connection that are caught up are not woken at all: the fan-out
-//! writes into their sockets itself (`socket_fanout`).
+//! writes into their sockets itself (`fanout`).
 
 use std::{
     collections::VecDeque,

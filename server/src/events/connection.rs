@@ -61,7 +61,7 @@ pub async fn serve(mut stream: TcpStream, app: Router, shutdown: CancellationTok
         },
         () = shutdown.cancelled() => return,
     };
-    // The stream may lend its socket to the broker's fan-out (`socket_fanout`).
+    // The stream may lend its socket to the broker's fan-out (`fanout`).
     let stream = Arc::new(stream);
     request
         .extensions_mut()
@@ -123,7 +123,7 @@ fn to_request(head: &httparse::Request) -> Result<Request<Body>, StatusCode> {
 }
 
 fn error(status: StatusCode) -> Response<Body> {
-    crate::http::api::error_response(status, status.canonical_reason().unwrap_or("bad request"))
+    super::refusal(status, status.canonical_reason().unwrap_or("bad request"))
 }
 
 /// Writes the head, then each body chunk as it comes, until the body ends, the client

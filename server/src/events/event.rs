@@ -61,6 +61,11 @@ pub struct BrokerMetrics {
     pub dropped: AtomicU64,
     pub resyncs: AtomicU64,
     pub open_streams: AtomicUsize,
-    /// Open streams whose socket the fan-out writes to itself (`socket_fanout`).
+    /// Open streams whose socket the fan-out writes to itself (`fanout`).
     pub lent_streams: AtomicUsize,
+}
+
+/// The JSON of a wire type, as event data.
+pub fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("wire types serialize")
 }

@@ -2,7 +2,7 @@
 //!
 //! Fanning an event out through one task per stream means waking and polling 10,000
 //! tasks, a third of what the fan-out cost. So a stream on a lean connection
-//! (`event_connection`) that has sent everything it owes lends its socket to a `Sink`
+//! (`connection`) that has sent everything it owes lends its socket to a `Sink`
 //! here, and a few writer threads, one per core, write each event's frame into every sink
 //! with non-blocking writes. The stream's own task sleeps meanwhile; it wakes only for its
 //! heartbeat, its lifetime, or when a socket is full. Then the sink is handed back, with

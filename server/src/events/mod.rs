@@ -7,3 +7,20 @@ pub mod connection;
 pub mod event;
 pub mod fanout;
 pub mod sse;
+
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    Json,
+};
+
+use app::model::ErrorBody;
+
+/// This layer's own refusals (too many open streams, a malformed request head), in the
+/// `{"error": …}` shape of every refusal.
+fn refusal(status: StatusCode, message: &str) -> Response {
+    let body = ErrorBody {
+        error: message.into(),
+    };
+    (status, Json(body)).into_response()
+}

@@ -1,8 +1,24 @@
-//! Server-Sent Events: `GET /api/events` (every change, with ids and resume) and
-//! `GET /api/tasks/{id}/output/stream` (one task's output).
+//! `GET /api/events`: every change, with ids and resume.
+//!
+//! A stream is a small state machine. It first sends `ready` and what the client missed,
+//! then delivers live events in one of two ways ([`Delivery`]): its own task receives each
+//! event from the broker's feed and sends it, or, on a lean connection that has caught up,
+//! it lends its socket to the fan-out writers, which write the events into it while the
+//! task sleeps. A full socket ends the loan; the task then sends what did not fit, catches
+//! up from the ring and may lend the socket again.
+//!
+//! Why no event is lost or sent twice across a loan and its end: `last_seq` is always the
+//! newest event the client was given (or that the writers are to write right after).
+//! A socket is lent only once the feed is empty (everything received is sent), with
+//! "write from `last_seq + 1`"; the writers hand it back saying which event they would
+//! have written next (`next_seq`) and the unwritten end of the frame they were in. The
+//! stream sends that end first, sets `last_seq = next_seq - 1`, and follows the broker from
+//! there, which replays from the ring what came since (or says `resync` if the ring no
+//! longer holds it). Live events the new feed repeats are dropped by their number.
 
 use std::{
     convert::Infallible,
+    pin::Pin,
     sync::{atomic::Ordering, Arc},
     time::Duration,
 };
@@ -10,12 +26,9 @@ use std::{
 use async_stream::stream;
 use axum::{
     body::Body,
-    extract::{Path, Query, State},
+    extract::{FromRef, Query, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
-    response::{
-        sse::{Event as Frame, KeepAlive, Sse},
-        IntoResponse, Response,
-    },
+    response::{IntoResponse, Response},
     routing::get,
     Extension, Router,
 };
@@ -23,27 +36,39 @@ use bytes::Bytes;
 use futures::Stream;
 use rand::Rng;
 use serde::Deserialize;
-use tokio::{net::TcpStream, sync::broadcast::error::RecvError, time::Instant};
+use tokio::{
+    net::TcpStream,
+    sync::broadcast::{self, error::RecvError},
+    time::{Instant, Sleep},
+};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
-use app::model::{event, is_valid_task_id, OutputChunk, Ready};
+use app::model::{event, Ready};
 
-use crate::{
-    events::{
-        broker::{Broker, Following, Subscription},
-        event::encode_frame,
-        fanout::{Attached, StreamSocket},
-    },
-    http::api::error_response,
-    tasks::{plain_text, to_json},
-    AppState,
+use super::{
+    broker::{Broker, Following, Subscription},
+    event::{encode_frame, to_json, Event},
+    fanout::{Attached, StreamSocket},
+    refusal,
 };
 
-/// The streams, with their full paths: `app` serves them outside the compression layer.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/events", get(events))
-        .route("/api/tasks/{id}/output/stream", get(output_stream))
-        .route("/api/tails/stream", get(tails_stream))
+/// What `GET /api/events` needs of the application: the broker, the stream timings and
+/// the signal that the server is shutting down.
+#[derive(Clone)]
+pub struct EventStreams {
+    pub broker: Arc<Broker>,
+    pub heartbeat: Duration,
+    pub lifetime: Duration,
+    pub shutdown: CancellationToken,
+}
+
+/// `/api/events`, with its full path: `app` serves it outside the compression layer.
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    EventStreams: FromRef<S>,
+{
+    Router::new().route("/api/events", get(events))
 }
 
 #[derive(Deserialize)]
@@ -53,7 +78,7 @@ pub struct EventsQuery {
 
 /// `GET /api/events`.
 pub async fn events(
-    State(state): State<AppState>,
+    State(streams): State<EventStreams>,
     headers: HeaderMap,
     Query(query): Query<EventsQuery>,
     socket: Option<Extension<StreamSocket>>,
@@ -64,21 +89,18 @@ pub async fn events(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .or(query.since);
-    let subscription = match state.tasks.broker.subscribe(cursor.as_deref()) {
-        Ok(s) => s,
-        Err(_) => {
-            let mut response = error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too many open event streams",
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            return response;
-        }
+    let Ok(subscription) = streams.broker.subscribe(cursor.as_deref()) else {
+        let mut response = refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many open event streams",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return response;
     };
     let socket = socket.map(|Extension(StreamSocket(socket))| socket);
-    let frames = event_frames(state, subscription, socket);
+    let frames = event_frames(streams, subscription, socket);
     let mut response = Body::from_stream(frames).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -89,21 +111,7 @@ pub async fn events(
     response
 }
 
-/// An SSE response built with axum's `Sse`, for streams whose frames are made per client:
-/// heartbeats after `HEARTBEAT_SECS` of quiet, no caching, no buffering.
-fn sse_response(
-    state: &AppState,
-    frames: impl Stream<Item = Result<Frame, Infallible>> + Send + 'static,
-) -> Response {
-    let keep_alive = KeepAlive::new()
-        .interval(state.config.heartbeat())
-        .text("keep-alive");
-    let mut response = Sse::new(frames).keep_alive(keep_alive).into_response();
-    no_caching_or_buffering(response.headers_mut());
-    response
-}
-
-fn no_caching_or_buffering(headers: &mut HeaderMap) {
+pub fn no_caching_or_buffering(headers: &mut HeaderMap) {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     // Tells nginx-like proxies not to buffer the stream.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
@@ -118,13 +126,8 @@ const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 /// one event out to 10,000 streams copies nothing. One timer per stream serves both the
 /// heartbeat and the lifetime, and it is moved only when it fires, not on every frame:
 /// resetting thousands of timers per event would cost more than sending the event.
-///
-/// On a lean connection (`socket` is given), a stream that has caught up lends its socket
-/// to the broker's fan-out, which then writes live events into it without waking this
-/// task (`socket_fanout`). When the socket is handed back (it was full), the stream sends
-/// the rest of the frame that did not fit and catches up from the ring.
 fn event_frames(
-    state: AppState,
+    streams: EventStreams,
     subscription: Subscription,
     socket: Option<Arc<TcpStream>>,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> {
@@ -134,138 +137,238 @@ fn event_frames(
         resumed,
         replay,
         live,
-        mut last_seq,
+        last_seq,
         guard,
     } = subscription;
-    let broker = state.tasks.broker.clone();
     // A token of its own: checking a token takes its lock, and 10,000 streams checking the
     // one shared token after every event would queue on that lock.
-    let shutdown = state.shutdown.child_token();
-    let heartbeat = state.config.heartbeat();
-    let ends_at = Instant::now() + state.config.stream_max();
+    let shutdown = streams.shutdown.child_token();
+    let now = Instant::now();
+    let mut state = EventStream {
+        broker: streams.broker,
+        socket,
+        delivery: Delivery::Own(live),
+        last_seq,
+        last_id: cursor_id,
+        last_sent: now,
+        heartbeat: streams.heartbeat,
+        ends_at: now + streams.lifetime,
+    };
     // Jitter spreads the reconnects of many tabs after a restart.
     let retry_ms: u32 = rand::rng().random_range(1000..3000);
     stream! {
         let _guard = guard;
         let ready = to_json(&Ready { event_id: newest_id, resumed });
         let mut ready_frame = format!("retry: {retry_ms}\n").into_bytes();
-        ready_frame.extend_from_slice(&encode_frame(event::READY, &cursor_id, &ready));
+        ready_frame.extend_from_slice(&encode_frame(event::READY, &state.last_id, &ready));
         yield Ok(Bytes::from(ready_frame));
-        let mut last_id = cursor_id;
-        let mut last_sent = Instant::now();
         for event in replay {
-            last_id.clone_from(&event.id);
+            state.last_id.clone_from(&event.id);
             yield Ok(event.frame().clone());
         }
-        // The live feed while this task delivers events itself; the socket's loan while
-        // the fan-out does.
-        let mut live = Some(live);
-        let mut lent: Option<Attached> = None;
-        let timer = tokio::time::sleep_until(ends_at.min(last_sent + heartbeat));
-        // Made once, not per event: see `event_connection::stream_response`.
+        let timer = tokio::time::sleep_until(state.next_beat(state.last_sent));
+        // Made once, not per event: see `connection::stream_response`.
         let cancelled = shutdown.cancelled();
         tokio::pin!(timer, cancelled);
+        // Frames of one step; reused, so a step allocates nothing.
+        let mut frames = Vec::new();
         loop {
-            if let (Some(socket), Some(feed)) = (&socket, &live) {
-                // Caught up: everything received is sent (the connection writes a chunk
-                // before asking for the next).
-                if feed.is_empty() {
-                    lent = broker.attach(socket.clone(), last_seq + 1);
-                    if lent.is_some() {
-                        live = None;
-                    }
-                }
+            let step = state.step(&mut frames, timer.as_mut(), cancelled.as_mut()).await;
+            for frame in frames.drain(..) {
+                yield Ok(frame);
             }
-            if let Some(loan) = &lent {
-                // The loan's end first: a heartbeat that did not fit ends it too.
-                tokio::select! {
-                    biased;
-                    _ = &mut cancelled => break,
-                    () = loan.handed_back() => {
-                        let back = loan.detach();
-                        if let Some(written) = loan.last_write() {
-                            last_sent = last_sent.max(Instant::from_std(written));
-                        }
-                        lent = None;
-                        if !back.unwritten.is_empty() {
-                            yield Ok(back.unwritten);
-                            last_sent = Instant::now();
-                        }
-                        last_seq = back.next_seq - 1;
-                        last_id = broker.id_of(last_seq);
-                        let (_, following) = broker.follow_after(Some(last_seq));
-                        let (catch_up, feed) = match following {
-                            Following::Resumed { replay, live } => (replay, live),
-                            Following::Missed { missed, held, live } => {
-                                yield Ok(resync(&broker, missed, &last_id));
-                                last_sent = Instant::now();
-                                (held, live)
-                            }
-                        };
-                        for event in catch_up {
-                            last_seq = event.seq;
-                            last_id.clone_from(&event.id);
-                            yield Ok(event.frame().clone());
-                            last_sent = Instant::now();
-                        }
-                        live = Some(feed);
-                    }
-                    _ = &mut timer => {
-                        let now = Instant::now();
-                        if now >= ends_at {
-                            let back = loan.detach();
-                            if !back.unwritten.is_empty() {
-                                yield Ok(back.unwritten);
-                            }
-                            let last_id = broker.id_of(back.next_seq - 1);
-                            yield Ok(lifetime_end(&last_id));
-                            break;
-                        }
-                        let quiet_since = loan
-                            .last_write()
-                            .map_or(last_sent, |t| Instant::from_std(t).max(last_sent));
-                        // A full socket hands the loan back, with the rest.
-                        if now >= quiet_since + heartbeat
-                            && loan.write_own(&Bytes::from_static(KEEP_ALIVE))
-                        {
-                            last_sent = now;
-                        }
-                        timer.as_mut().reset(ends_at.min(last_sent.max(quiet_since) + heartbeat));
-                    }
-                }
-                continue;
-            }
-            let Some(feed) = &mut live else { break };
-            tokio::select! {
-                biased;
-                _ = &mut cancelled => break,
-                _ = &mut timer => {
-                    let now = Instant::now();
-                    if now >= ends_at {
-                        yield Ok(lifetime_end(&last_id));
-                        break;
-                    }
-                    if now >= last_sent + heartbeat {
-                        last_sent = now;
-                        yield Ok(Bytes::from_static(KEEP_ALIVE));
-                    }
-                    timer.as_mut().reset(ends_at.min(last_sent + heartbeat));
-                }
-                received = feed.recv() => {
-                    match received {
-                        Ok(event) if event.seq <= last_seq => continue,
-                        Ok(event) => {
-                            last_seq = event.seq;
-                            last_id.clone_from(&event.id);
-                            yield Ok(event.frame().clone());
-                        }
-                        Err(RecvError::Lagged(missed)) => yield Ok(resync(&broker, missed, &last_id)),
-                        Err(RecvError::Closed) => break,
-                    }
-                    last_sent = Instant::now();
-                }
+            if let Step::End = step {
+                break;
             }
         }
+    }
+}
+
+/// Who delivers the live events of a stream.
+enum Delivery {
+    /// The stream's own task, from the broker's feed.
+    Own(broadcast::Receiver<Arc<Event>>),
+    /// The fan-out writers, into the lent socket, until they hand it back.
+    Lent(Attached),
+}
+
+/// One stream between two steps.
+struct EventStream {
+    broker: Arc<Broker>,
+    /// The socket of a lean connection, which may be lent to the fan-out.
+    socket: Option<Arc<TcpStream>>,
+    delivery: Delivery,
+    /// The newest event the client was given (see the module's comment).
+    last_seq: u64,
+    last_id: String,
+    /// When this task last sent a frame (the writers' writes are counted apart).
+    last_sent: Instant,
+    heartbeat: Duration,
+    ends_at: Instant,
+}
+
+enum Step {
+    Continue,
+    End,
+}
+
+type Timer<'a> = Pin<&'a mut Sleep>;
+type Cancelled<'a, 'b> = Pin<&'a mut WaitForCancellationFuture<'b>>;
+
+impl EventStream {
+    /// Waits for what comes next and puts the frames it calls for into `frames`.
+    async fn step(
+        &mut self,
+        frames: &mut Vec<Bytes>,
+        timer: Timer<'_>,
+        cancelled: Cancelled<'_, '_>,
+    ) -> Step {
+        self.lend_if_caught_up();
+        match self.delivery {
+            Delivery::Own(_) => self.deliver_own(frames, timer, cancelled).await,
+            Delivery::Lent(_) => self.while_lent(frames, timer, cancelled).await,
+        }
+    }
+
+    /// Lends the socket once everything received is sent (the connection writes a frame
+    /// before it asks for the next, so an empty feed means the client has it all).
+    fn lend_if_caught_up(&mut self) {
+        let (Some(socket), Delivery::Own(feed)) = (&self.socket, &self.delivery) else {
+            return;
+        };
+        if !feed.is_empty() {
+            return;
+        }
+        if let Some(loan) = self.broker.attach(socket.clone(), self.last_seq + 1) {
+            self.delivery = Delivery::Lent(loan);
+        }
+    }
+
+    /// The next live event from the feed, a heartbeat, or the end.
+    async fn deliver_own(
+        &mut self,
+        frames: &mut Vec<Bytes>,
+        mut timer: Timer<'_>,
+        mut cancelled: Cancelled<'_, '_>,
+    ) -> Step {
+        let Delivery::Own(feed) = &mut self.delivery else {
+            return Step::Continue;
+        };
+        tokio::select! {
+            biased;
+            _ = &mut cancelled => return Step::End,
+            _ = &mut timer => {
+                let now = Instant::now();
+                if now >= self.ends_at {
+                    frames.push(lifetime_end(&self.last_id));
+                    return Step::End;
+                }
+                if now >= self.last_sent + self.heartbeat {
+                    self.last_sent = now;
+                    frames.push(Bytes::from_static(KEEP_ALIVE));
+                }
+                timer.reset(self.next_beat(self.last_sent));
+            }
+            received = feed.recv() => {
+                match received {
+                    // Already replayed.
+                    Ok(event) if event.seq <= self.last_seq => return Step::Continue,
+                    Ok(event) => {
+                        self.last_seq = event.seq;
+                        self.last_id.clone_from(&event.id);
+                        frames.push(event.frame().clone());
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        frames.push(resync(&self.broker, missed, &self.last_id));
+                    }
+                    Err(RecvError::Closed) => return Step::End,
+                }
+                self.last_sent = Instant::now();
+            }
+        }
+        Step::Continue
+    }
+
+    /// While the writers hold the socket: the loan's end, a heartbeat, or the end.
+    async fn while_lent(
+        &mut self,
+        frames: &mut Vec<Bytes>,
+        mut timer: Timer<'_>,
+        mut cancelled: Cancelled<'_, '_>,
+    ) -> Step {
+        let Delivery::Lent(loan) = &self.delivery else {
+            return Step::Continue;
+        };
+        // The loan's end first: a heartbeat that did not fit ends it too.
+        tokio::select! {
+            biased;
+            _ = &mut cancelled => Step::End,
+            () = loan.handed_back() => {
+                self.take_back(frames);
+                Step::Continue
+            }
+            _ = &mut timer => {
+                let now = Instant::now();
+                if now >= self.ends_at {
+                    let back = loan.detach();
+                    if !back.unwritten.is_empty() {
+                        frames.push(back.unwritten);
+                    }
+                    frames.push(lifetime_end(&self.broker.id_of(back.next_seq - 1)));
+                    return Step::End;
+                }
+                let quiet_since = loan
+                    .last_write()
+                    .map_or(self.last_sent, |t| Instant::from_std(t).max(self.last_sent));
+                // A full socket hands the loan back, with the rest.
+                if now >= quiet_since + self.heartbeat
+                    && loan.write_own(&Bytes::from_static(KEEP_ALIVE))
+                {
+                    self.last_sent = now;
+                }
+                timer.reset(self.next_beat(self.last_sent.max(quiet_since)));
+                Step::Continue
+            }
+        }
+    }
+
+    /// The writers handed the socket back: send the end of the frame that did not fit,
+    /// then catch up from the ring, and deliver from the feed again.
+    fn take_back(&mut self, frames: &mut Vec<Bytes>) {
+        let Delivery::Lent(loan) = &self.delivery else {
+            return;
+        };
+        let back = loan.detach();
+        if let Some(written) = loan.last_write() {
+            self.last_sent = self.last_sent.max(Instant::from_std(written));
+        }
+        if !back.unwritten.is_empty() {
+            frames.push(back.unwritten);
+            self.last_sent = Instant::now();
+        }
+        self.last_seq = back.next_seq - 1;
+        self.last_id = self.broker.id_of(self.last_seq);
+        let (_, following) = self.broker.follow_after(Some(self.last_seq));
+        let (catch_up, feed) = match following {
+            Following::Resumed { replay, live } => (replay, live),
+            Following::Missed { missed, held, live } => {
+                frames.push(resync(&self.broker, missed, &self.last_id));
+                self.last_sent = Instant::now();
+                (held, live)
+            }
+        };
+        for event in catch_up {
+            self.last_seq = event.seq;
+            self.last_id.clone_from(&event.id);
+            frames.push(event.frame().clone());
+            self.last_sent = Instant::now();
+        }
+        self.delivery = Delivery::Own(feed);
+    }
+
+    /// When the timer should next fire: a heartbeat after `since`, or the lifetime's end.
+    fn next_beat(&self, since: Instant) -> Instant {
+        self.ends_at.min(since + self.heartbeat)
     }
 }
 
@@ -279,151 +382,4 @@ fn resync(broker: &Broker, missed: u64, last_id: &str) -> Bytes {
 /// The last frame of a stream that reached `STREAM_MAX_SECS`.
 fn lifetime_end(last_id: &str) -> Bytes {
     encode_frame(event::END, last_id, r#"{"reason":"lifetime"}"#)
-}
-
-#[derive(Deserialize)]
-pub struct OutputQuery {
-    from: Option<String>,
-}
-
-/// `GET /api/tasks/{id}/output/stream`: what the task printed, as `output` events whose id
-/// is the byte offset reached (a reconnect resumes there), then `end` once it is terminal.
-pub async fn output_stream(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    Query(query): Query<OutputQuery>,
-) -> Response {
-    if !is_valid_task_id(&id) {
-        return error_response(StatusCode::NOT_FOUND, "no such task");
-    }
-    let tasks = state.tasks.clone();
-    let lookup = id.clone();
-    let Ok(Ok(_)) = tokio::task::spawn_blocking(move || tasks.get(&lookup)).await else {
-        return error_response(StatusCode::NOT_FOUND, "no such task");
-    };
-    let path = state.tasks.output_path(&id);
-    let resume_at = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let start = match (resume_at, query.from.as_deref()) {
-        (Some(offset), _) => offset,
-        (None, Some("live")) => std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
-        _ => 0,
-    };
-    let tasks = state.tasks.clone();
-    let shutdown = state.shutdown.clone();
-    let frames = stream! {
-        let mut offset = start;
-        let mut pending = Vec::new();
-        let mut ticker = tokio::time::interval(Duration::from_millis(200));
-        loop {
-            // Read the terminal flag before the file, so the last read sees all output.
-            let lookup = id.clone();
-            let tasks_now = tasks.clone();
-            let terminal = tokio::task::spawn_blocking(move || tasks_now.get(&lookup))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .is_none_or(|t| t.status.is_terminal());
-            let mut drained = true;
-            if let Ok(bytes) = read_from(&path, offset).await {
-                drained = bytes.len() < READ_MAX;
-                offset += bytes.len() as u64;
-                pending.extend_from_slice(&bytes);
-                let complete = utf8_complete_len(&pending);
-                if complete > 0 {
-                    let text = plain_text(&pending[..complete]);
-                    pending.drain(..complete);
-                    // The id is where a reconnect resumes: after what was sent, before
-                    // the half character still waiting.
-                    let resume_at = offset - pending.len() as u64;
-                    if !text.is_empty() {
-                        let data = to_json(&OutputChunk { text });
-                        yield Ok::<_, Infallible>(Frame::default().event("output").id(resume_at.to_string()).data(data));
-                    }
-                }
-            }
-            if !drained {
-                // More is already written: send it before waiting or ending.
-                continue;
-            }
-            if terminal {
-                let resume_at = offset - pending.len() as u64;
-                yield Ok(Frame::default().event(event::END).id(resume_at.to_string()).data(r#"{"reason":"finished"}"#));
-                break;
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = ticker.tick() => {}
-            }
-        }
-    };
-    sse_response(&state, frames)
-}
-
-/// How often the tails stream looks for output that grew.
-const TAIL_EVERY: Duration = Duration::from_secs(1);
-/// Lines in a tail.
-const TAIL_LINES: usize = 3;
-
-/// `GET /api/tails/stream`: the last lines of every live task, sent as a `tail` event
-/// whenever its output grows (all of them at first), so the task list shows live tails
-/// over one connection instead of one output stream per row. Like `/api/events` it ends
-/// after `STREAM_MAX_SECS`; the page holds it open only while it is visible.
-pub async fn tails_stream(State(state): State<AppState>) -> Response {
-    let tasks = state.tasks.clone();
-    let shutdown = state.shutdown.clone();
-    let lifetime = state.config.stream_max();
-    let frames = stream! {
-        let mut sizes = std::collections::HashMap::new();
-        let mut ticker = tokio::time::interval(TAIL_EVERY);
-        let deadline = tokio::time::sleep(lifetime);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = &mut deadline => {
-                    yield Ok(Frame::default().event(event::END).data(r#"{"reason":"lifetime"}"#));
-                    break;
-                }
-                _ = ticker.tick() => {}
-            }
-            let tasks = tasks.clone();
-            let looked = tokio::task::spawn_blocking(move || {
-                let tails = tasks.tails_since(&mut sizes, TAIL_LINES);
-                (sizes, tails)
-            })
-            .await;
-            let Ok((seen, tails)) = looked else { break };
-            sizes = seen;
-            for tail in tails.unwrap_or_default() {
-                yield Ok::<_, Infallible>(Frame::default().event("tail").data(to_json(&tail)));
-            }
-        }
-    };
-    sse_response(&state, frames)
-}
-
-/// The most one output frame carries; more follows at once.
-const READ_MAX: usize = 256 * 1024;
-
-async fn read_from(path: &std::path::Path, offset: u64) -> std::io::Result<Vec<u8>> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let mut file = tokio::fs::File::open(path).await?;
-    file.seek(std::io::SeekFrom::Start(offset)).await?;
-    let mut bytes = Vec::new();
-    file.take(READ_MAX as u64).read_to_end(&mut bytes).await?;
-    Ok(bytes)
-}
-
-/// How much of `bytes` ends on a UTF-8 character boundary (a character split across two
-/// reads waits for its other half).
-fn utf8_complete_len(bytes: &[u8]) -> usize {
-    match std::str::from_utf8(bytes) {
-        Ok(_) => bytes.len(),
-        Err(e) if e.error_len().is_none() => e.valid_up_to(),
-        Err(_) => bytes.len(),
-    }
 }

@@ -4,12 +4,11 @@
 use axum::{
     extract::{rejection::JsonRejection, FromRequest, Path, Query, Request, State},
     http::StatusCode,
-    response::{IntoResponse, Response},
+    response::IntoResponse,
     routing::{get, post},
     Json, Router,
 };
 use serde::{de::DeserializeOwned, Deserialize};
-use serde_json::json;
 
 use app::model::{is_valid_task_id, Output};
 
@@ -17,6 +16,8 @@ use crate::{
     tasks::{NewCommand, TaskError, Tasks},
     AppState,
 };
+
+use super::error::{error_response, ApiError};
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -33,33 +34,6 @@ pub fn router() -> Router<AppState> {
         .route("/tasks/{id}/kill", post(kill_task))
         .route("/tasks/{id}/output", get(output_tail))
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "no such route") })
-}
-
-pub fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
-}
-
-/// Every error a handler can answer with, as `{"error": …}`.
-pub struct ApiError(StatusCode, String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        error_response(self.0, self.1)
-    }
-}
-
-impl From<TaskError> for ApiError {
-    fn from(e: TaskError) -> Self {
-        match e {
-            TaskError::NotFound => ApiError(StatusCode::NOT_FOUND, "no such task".into()),
-            TaskError::Conflict(m) => ApiError(StatusCode::CONFLICT, m),
-            TaskError::Invalid(m) => ApiError(StatusCode::BAD_REQUEST, m),
-            TaskError::Internal(m) => {
-                tracing::error!("internal error: {m}");
-                ApiError(StatusCode::INTERNAL_SERVER_ERROR, m)
-            }
-        }
-    }
 }
 
 type ApiResult<T> = Result<T, ApiError>;

@@ -13,7 +13,9 @@ use axum::{
 use rand::Rng;
 use serde::Deserialize;
 
-use crate::{http::api::error_response, AppState};
+use crate::AppState;
+
+use super::error::error_response;
 
 pub const COOKIE: &str = "taskwire_session";
 pub const CSRF_HEADER: &str = "x-taskwire";

@@ -4,5 +4,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod error;
 pub mod metrics;
 pub mod serve;
+pub mod streams;

@@ -1,7 +1,7 @@
 //! Accepting connections. taskwire speaks HTTP/1.1 only: browsers use HTTP/2 only over TLS,
 //! which taskwire does not do, and hyper's HTTP/1-only connection holds far less memory than
 //! the auto-detecting one that `axum::serve` uses. `GET /api/events`, the connection every
-//! open tab keeps all day, is served leaner still by `event_connection`.
+//! open tab keeps all day, is served leaner still by `events::connection`.
 
 use std::{io, net::SocketAddr, time::Duration};
 
@@ -67,7 +67,7 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationTok
     }
 }
 
-/// One connection: an event stream served by `event_connection`, anything else by hyper.
+/// One connection: an event stream served by `events::connection`, anything else by hyper.
 /// Both are boxed, because a task's allocation is as large as its largest state and an
 /// event stream should not carry room for hyper's connection all day.
 async fn connection(

@@ -4,24 +4,24 @@
 
 use std::{
     collections::HashMap,
-    io::{Read, Seek, SeekFrom},
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, SystemTime},
 };
 
-use app::model::{event, Deleted, Task, TaskKind, TaskList, TaskStatus, TaskTail};
+use app::model::{event, Deleted, Task, TaskKind, TaskList, TaskStatus};
 use chrono::{DateTime, SecondsFormat, Utc};
 use rand::Rng;
 use tokio::sync::Notify;
 
-use crate::events::broker::Broker;
+use crate::events::{broker::Broker, event::to_json};
 
 use self::{
     runtime::{PaneState, Tmux},
     store::{Outcome, Store},
 };
 
+pub mod output;
 pub mod reconciler;
 pub mod runtime;
 pub mod store;
@@ -315,48 +315,6 @@ impl Tasks {
         Ok(())
     }
 
-    /// The last `lines` lines the task printed, as plain text.
-    pub fn output_tail(&self, id: &str, lines: usize) -> TaskResult<String> {
-        self.get(id)?;
-        self.read_output_tail(id, lines)
-    }
-
-    /// The last `lines` lines of a known task's output file, as plain text.
-    fn read_output_tail(&self, id: &str, lines: usize) -> TaskResult<String> {
-        let bytes = read_tail(&self.output_path(id), lines)
-            .map_err(|e| TaskError::Internal(format!("reading output: {e}")))?;
-        let text = plain_text(&bytes);
-        let mut kept: Vec<&str> = text.lines().rev().take(lines).collect();
-        kept.reverse();
-        Ok(kept.join("\n"))
-    }
-
-    /// The last `lines` lines of every live task whose output grew since `sizes` (output
-    /// sizes by task id, as returned by the previous call; empty at first).
-    pub fn tails_since(
-        &self,
-        sizes: &mut HashMap<String, u64>,
-        lines: usize,
-    ) -> TaskResult<Vec<TaskTail>> {
-        let live = self.store().list_live()?;
-        let mut grown = Vec::new();
-        let mut now = HashMap::with_capacity(live.len());
-        for task in live {
-            let size = std::fs::metadata(self.output_path(&task.id)).map_or(0, |m| m.len());
-            if size > 0 && sizes.get(&task.id) != Some(&size) {
-                // The task came from the live list: no need to look it up again.
-                let text = self.read_output_tail(&task.id, lines)?;
-                grown.push(TaskTail {
-                    id: task.id.clone(),
-                    text,
-                });
-            }
-            now.insert(task.id, size);
-        }
-        *sizes = now;
-        Ok(grown)
-    }
-
     /// One reconcile pass. Every pass reads files only: the exit status the task's wrapper
     /// wrote, and the output file's time for activity. With `ask_tmux` it also makes one
     /// `tmux list-panes` call for all tasks, which finds sessions that vanished or panes that
@@ -585,42 +543,4 @@ fn parse_time(text: &str) -> Option<SystemTime> {
     DateTime::parse_from_rfc3339(text)
         .ok()
         .map(SystemTime::from)
-}
-
-pub fn to_json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("wire types serialize")
-}
-
-/// Reads enough of the end of `path` to hold `lines` lines.
-fn read_tail(path: &Path, lines: usize) -> std::io::Result<Vec<u8>> {
-    const BLOCK: u64 = 64 * 1024;
-    let mut file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let len = file.metadata()?.len();
-    let mut start = len;
-    let mut buf = Vec::new();
-    while start > 0 {
-        let from = start.saturating_sub(BLOCK);
-        let mut block = vec![0; (start - from) as usize];
-        file.seek(SeekFrom::Start(from))?;
-        file.read_exact(&mut block)?;
-        block.extend_from_slice(&buf);
-        buf = block;
-        start = from;
-        if buf.iter().filter(|&&b| b == b'\n').count() > lines {
-            break;
-        }
-    }
-    Ok(buf)
-}
-
-/// Terminal output as plain text: escape sequences removed, CRLF as LF, lone CRs dropped.
-pub fn plain_text(bytes: &[u8]) -> String {
-    let stripped = strip_ansi_escapes::strip(bytes);
-    String::from_utf8_lossy(&stripped)
-        .replace("\r\n", "\n")
-        .replace('\r', "")
 }

@@ -1,0 +1,41 @@
+//! The `{"error": …}` answer that every refusal of the web surface gives.
+
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    Json,
+};
+
+use app::model::ErrorBody;
+
+use crate::tasks::TaskError;
+
+pub fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
+    let body = ErrorBody {
+        error: message.into(),
+    };
+    (status, Json(body)).into_response()
+}
+
+/// Every error a handler can answer with, as `{"error": …}`.
+pub struct ApiError(pub StatusCode, pub String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error_response(self.0, self.1)
+    }
+}
+
+impl From<TaskError> for ApiError {
+    fn from(e: TaskError) -> Self {
+        match e {
+            TaskError::NotFound => ApiError(StatusCode::NOT_FOUND, "no such task".into()),
+            TaskError::Conflict(m) => ApiError(StatusCode::CONFLICT, m),
+            TaskError::Invalid(m) => ApiError(StatusCode::BAD_REQUEST, m),
+            TaskError::Internal(m) => {
+                tracing::error!("internal error: {m}");
+                ApiError(StatusCode::INTERNAL_SERVER_ERROR, m)
+            }
+        }
+    }
+}

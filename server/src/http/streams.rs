@@ -1,0 +1,175 @@
+//! The plain-text streams of tasks' output: `GET /api/tasks/{id}/output/stream` (one task's
+//! output) and `GET /api/tails/stream` (the last lines of every live task). Like
+//! `/api/events` they are served outside the compression layer.
+
+use std::{convert::Infallible, time::Duration};
+
+use async_stream::stream;
+use axum::{
+    extract::{Path, Query, State},
+    http::{HeaderMap, StatusCode},
+    response::{
+        sse::{Event as Frame, KeepAlive, Sse},
+        IntoResponse, Response,
+    },
+    routing::get,
+    Router,
+};
+use futures::Stream;
+use serde::Deserialize;
+
+use app::model::{event, is_valid_task_id, OutputChunk};
+
+use crate::{
+    events::{event::to_json, sse::no_caching_or_buffering},
+    tasks::output::{plain_text, read_from, utf8_complete_len, READ_MAX},
+    AppState,
+};
+
+use super::error::error_response;
+
+/// The streams, with their full paths.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/tasks/{id}/output/stream", get(output_stream))
+        .route("/api/tails/stream", get(tails_stream))
+}
+
+/// An SSE response built with axum's `Sse`, for streams whose frames are made per client:
+/// heartbeats after `HEARTBEAT_SECS` of quiet, no caching, no buffering.
+fn sse_response(
+    state: &AppState,
+    frames: impl Stream<Item = Result<Frame, Infallible>> + Send + 'static,
+) -> Response {
+    let keep_alive = KeepAlive::new()
+        .interval(state.config.heartbeat())
+        .text("keep-alive");
+    let mut response = Sse::new(frames).keep_alive(keep_alive).into_response();
+    no_caching_or_buffering(response.headers_mut());
+    response
+}
+
+#[derive(Deserialize)]
+pub struct OutputQuery {
+    from: Option<String>,
+}
+
+/// `GET /api/tasks/{id}/output/stream`: what the task printed, as `output` events whose id
+/// is the byte offset reached (a reconnect resumes there), then `end` once it is terminal.
+pub async fn output_stream(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Query(query): Query<OutputQuery>,
+) -> Response {
+    if !is_valid_task_id(&id) {
+        return error_response(StatusCode::NOT_FOUND, "no such task");
+    }
+    let tasks = state.tasks.clone();
+    let lookup = id.clone();
+    let Ok(Ok(_)) = tokio::task::spawn_blocking(move || tasks.get(&lookup)).await else {
+        return error_response(StatusCode::NOT_FOUND, "no such task");
+    };
+    let path = state.tasks.output_path(&id);
+    let resume_at = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let start = match (resume_at, query.from.as_deref()) {
+        (Some(offset), _) => offset,
+        (None, Some("live")) => std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+        _ => 0,
+    };
+    let tasks = state.tasks.clone();
+    let shutdown = state.shutdown.clone();
+    let frames = stream! {
+        let mut offset = start;
+        let mut pending = Vec::new();
+        let mut ticker = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            // Read the terminal flag before the file, so the last read sees all output.
+            let lookup = id.clone();
+            let tasks_now = tasks.clone();
+            let terminal = tokio::task::spawn_blocking(move || tasks_now.get(&lookup))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .is_none_or(|t| t.status.is_terminal());
+            let mut drained = true;
+            if let Ok(bytes) = read_from(&path, offset).await {
+                drained = bytes.len() < READ_MAX;
+                offset += bytes.len() as u64;
+                pending.extend_from_slice(&bytes);
+                let complete = utf8_complete_len(&pending);
+                if complete > 0 {
+                    let text = plain_text(&pending[..complete]);
+                    pending.drain(..complete);
+                    // The id is where a reconnect resumes: after what was sent, before
+                    // the half character still waiting.
+                    let resume_at = offset - pending.len() as u64;
+                    if !text.is_empty() {
+                        let data = to_json(&OutputChunk { text });
+                        yield Ok::<_, Infallible>(Frame::default().event("output").id(resume_at.to_string()).data(data));
+                    }
+                }
+            }
+            if !drained {
+                // More is already written: send it before waiting or ending.
+                continue;
+            }
+            if terminal {
+                let resume_at = offset - pending.len() as u64;
+                yield Ok(Frame::default().event(event::END).id(resume_at.to_string()).data(r#"{"reason":"finished"}"#));
+                break;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+        }
+    };
+    sse_response(&state, frames)
+}
+
+/// How often the tails stream looks for output that grew.
+const TAIL_EVERY: Duration = Duration::from_secs(1);
+/// Lines in a tail.
+const TAIL_LINES: usize = 3;
+
+/// `GET /api/tails/stream`: the last lines of every live task, sent as a `tail` event
+/// whenever its output grows (all of them at first), so the task list shows live tails
+/// over one connection instead of one output stream per row. Like `/api/events` it ends
+/// after `STREAM_MAX_SECS`; the page holds it open only while it is visible.
+pub async fn tails_stream(State(state): State<AppState>) -> Response {
+    let tasks = state.tasks.clone();
+    let shutdown = state.shutdown.clone();
+    let lifetime = state.config.stream_max();
+    let frames = stream! {
+        let mut sizes = std::collections::HashMap::new();
+        let mut ticker = tokio::time::interval(TAIL_EVERY);
+        let deadline = tokio::time::sleep(lifetime);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = &mut deadline => {
+                    yield Ok(Frame::default().event(event::END).data(r#"{"reason":"lifetime"}"#));
+                    break;
+                }
+                _ = ticker.tick() => {}
+            }
+            let tasks = tasks.clone();
+            let looked = tokio::task::spawn_blocking(move || {
+                let tails = tasks.tails_since(&mut sizes, TAIL_LINES);
+                (sizes, tails)
+            })
+            .await;
+            let Ok((seen, tails)) = looked else { break };
+            sizes = seen;
+            for tail in tails.unwrap_or_default() {
+                yield Ok::<_, Infallible>(Frame::default().event("tail").data(to_json(&tail)));
+            }
+        }
+    };
+    sse_response(&state, frames)
+}
