@@ -2,6 +2,7 @@
 //! The taskwire browser app, compiled for the server (SSR) and the browser (hydrate).
 
 pub mod client;
+mod components;
 pub mod format;
 pub mod live;
 pub mod model;
@@ -14,7 +15,7 @@ use leptos_router::{
     path,
 };
 
-use crate::live::{provide_live, use_live};
+use crate::{components::ConnectionBadge, live::provide_live};
 
 /// The HTML document the server renders around the app.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -57,7 +58,7 @@ pub fn App() -> impl IntoView {
         <Router>
             <Header/>
             <main>
-                <Show when=move || !live.signed_out.get() fallback=SignIn>
+                <Show when=move || !live.signed_out.get() fallback=pages::SignIn>
                     <Routes fallback=|| view! { <p class="empty">"No such page."</p> }>
                         <Route path=path!("/") view=pages::TaskListPage/>
                         <Route path=path!("/new") view=pages::NewTaskPage/>
@@ -71,8 +72,6 @@ pub fn App() -> impl IntoView {
 
 #[component]
 fn Header() -> impl IntoView {
-    let live = use_live();
-    let connection = live.connection;
     view! {
         <header class="top">
             <A href="/" attr:class="brand">
@@ -82,30 +81,7 @@ fn Header() -> impl IntoView {
             <nav class="top-actions">
                 <A href="/new" attr:class="button primary">"New task"</A>
             </nav>
-            <span
-                class=move || format!("badge badge-{}", format!("{:?}", connection.get()).to_lowercase())
-                role="status"
-                aria-live="polite"
-                data-testid="connection"
-            >
-                {move || connection.get().label()}
-            </span>
+            <ConnectionBadge/>
         </header>
-    }
-}
-
-/// Shown when the server says 401. A plain GET form, so it works before hydration too.
-#[component]
-fn SignIn() -> impl IntoView {
-    view! {
-        <section class="card sign-in">
-            <h1>"Sign in"</h1>
-            <p>"Paste the token that taskwire printed when it started (it is also in the data directory, in " <code>"token"</code> ")."</p>
-            <form method="get" action="/login">
-                <label for="token">"Token"</label>
-                <input id="token" name="token" type="password" autocomplete="current-password" required/>
-                <button class="button primary" type="submit">"Sign in"</button>
-            </form>
-        </section>
     }
 }

@@ -136,6 +136,12 @@ pub struct TaskTail {
     pub text: String,
 }
 
+/// The body of every refusal: `{"error": "<what is wrong>"}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
 /// Event names of `GET /api/events`.
 pub mod event {
     pub const READY: &str = "ready";

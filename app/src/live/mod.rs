@@ -12,7 +12,13 @@
 use leptos::prelude::*;
 use reactive_stores::Store;
 
-use crate::model::{Task, TaskStatus};
+use crate::model::TaskStatus;
+
+#[cfg(feature = "hydrate")]
+mod connection;
+mod store;
+
+pub use store::{Tasks, TasksStoreFields};
 
 /// What the header badge shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,12 +38,6 @@ impl Connection {
             Connection::Polling => "Polling",
         }
     }
-}
-
-#[derive(Clone, Debug, Default, Store)]
-pub struct Tasks {
-    #[store(key: String = |task| task.id.clone())]
-    pub tasks: Vec<Task>,
 }
 
 /// Shared by every component through context. All parts are `Copy` handles.
@@ -78,7 +78,7 @@ pub fn use_live() -> Live {
             *n == 1
         });
         if first == Some(true) {
-            browser::open(live);
+            connection::open(live);
         }
         on_cleanup(move || {
             let last = live.users.try_update_untracked(|n| {
@@ -86,7 +86,7 @@ pub fn use_live() -> Live {
                 *n == 0
             });
             if last == Some(true) {
-                browser::close();
+                connection::close();
             }
         });
     }
@@ -101,303 +101,5 @@ impl Live {
             .iter()
             .filter(|t| t.status == TaskStatus::WaitingForInput)
             .count()
-    }
-
-    /// Applies one change to the task list through a keyed patch: only the fields that
-    /// differ notify, so only what changed re-renders.
-    pub fn change(&self, edit: impl FnOnce(&mut Vec<Task>)) {
-        let mut tasks = self.store.tasks().get_untracked();
-        edit(&mut tasks);
-        self.store.tasks().patch(tasks);
-    }
-
-    pub fn upsert(&self, task: Task) {
-        self.change(|tasks| match tasks.iter_mut().find(|t| t.id == task.id) {
-            Some(slot) => *slot = task,
-            // Newest first, as the server lists them.
-            None => tasks.insert(0, task),
-        });
-    }
-
-    pub fn remove(&self, id: &str) {
-        self.change(|tasks| tasks.retain(|t| t.id != id));
-    }
-
-    pub fn replace_all(&self, tasks: Vec<Task>) {
-        self.store.tasks().patch(tasks);
-        self.loaded.set(true);
-    }
-}
-
-#[cfg(feature = "hydrate")]
-mod browser {
-    //! The browser side: EventSource, timers and fetches. WASM is single-threaded, so the
-    //! connection lives in a thread-local.
-
-    use std::{cell::RefCell, time::Duration};
-
-    use leptos::{prelude::*, task::spawn_local};
-    use wasm_bindgen::{prelude::Closure, JsCast};
-    use web_sys::{EventSource, MessageEvent};
-
-    use super::{Connection, Live};
-    use crate::{
-        client,
-        model::{event, Deleted, Ready, Task},
-    };
-
-    const POLL_EVERY: Duration = Duration::from_secs(5);
-    const SAFETY_REFRESH_MS: f64 = 60_000.0;
-    const MAX_BACKOFF_MS: f64 = 30_000.0;
-
-    #[derive(Default)]
-    struct State {
-        live: Option<Live>,
-        source: Option<EventSource>,
-        /// Kept alive as long as `source` uses them.
-        listeners: Vec<Closure<dyn FnMut(MessageEvent)>>,
-        ticker: Option<IntervalHandle>,
-        /// The newest event id seen (or the first fetch's `event_id`): the resume cursor.
-        last_id: Option<String>,
-        /// Set by `end` and errors: the next `ready` refetches whatever it says.
-        refetch_on_ready: bool,
-        fetching: bool,
-        /// A refetch was asked for while one was in flight: run one more after it.
-        fetch_again: bool,
-        /// Events that arrived while a full fetch was in flight, re-applied after it.
-        during_fetch: Vec<(String, String)>,
-        last_fetch_ms: f64,
-        backoff_ms: f64,
-        reconnect_pending: bool,
-    }
-
-    thread_local! {
-        static STATE: RefCell<State> = RefCell::new(State::default());
-    }
-
-    fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
-        STATE.with(|s| f(&mut s.borrow_mut()))
-    }
-
-    pub fn open(live: Live) {
-        with(|s| s.live = Some(live));
-        live.now.set(js_sys::Date::now());
-        let ticker = set_interval_with_handle(tick, POLL_EVERY).ok();
-        with(|s| s.ticker = ticker);
-        // The first fetch names the event to resume after, so nothing falls between the two.
-        spawn_local(async {
-            refetch().await;
-            connect();
-        });
-    }
-
-    pub fn close() {
-        with(|s| {
-            if let Some(source) = s.source.take() {
-                source.close();
-            }
-            s.listeners.clear();
-            if let Some(ticker) = s.ticker.take() {
-                ticker.clear();
-            }
-            s.live = None;
-        });
-    }
-
-    fn live() -> Option<Live> {
-        with(|s| s.live)
-    }
-
-    /// Every 5 s: update the clock; poll while the stream is down; the safety refresh while up.
-    fn tick() {
-        let Some(live) = live() else { return };
-        let now = js_sys::Date::now();
-        live.now.set(now);
-        let connection = live.connection.get_untracked();
-        let due = match connection {
-            Connection::Live => now - with(|s| s.last_fetch_ms) >= SAFETY_REFRESH_MS,
-            _ => true,
-        };
-        if connection == Connection::Reconnecting {
-            live.connection.set(Connection::Polling);
-        }
-        if due {
-            spawn_local(refetch());
-        }
-    }
-
-    async fn refetch() {
-        if with(|s| {
-            let busy = std::mem::replace(&mut s.fetching, true);
-            s.fetch_again |= busy;
-            busy
-        }) {
-            return;
-        }
-        with(|s| s.last_fetch_ms = js_sys::Date::now());
-        let result = client::list_tasks().await;
-        let replay = with(|s| {
-            s.fetching = false;
-            std::mem::take(&mut s.during_fetch)
-        });
-        let Some(live) = live() else { return };
-        match result {
-            Ok(list) => {
-                live.signed_out.set(false);
-                with(|s| {
-                    if s.last_id.is_none() {
-                        s.last_id = Some(list.event_id.clone());
-                    }
-                });
-                live.replace_all(list.tasks);
-                // Anything pushed while the list was on its way is newer than (or as new
-                // as) the list: apply it again on top.
-                for (name, data) in replay {
-                    apply(&live, &name, &data);
-                }
-            }
-            Err(e) if e.unauthorized() => live.signed_out.set(true),
-            Err(e) => leptos::logging::warn!("refreshing tasks: {e}"),
-        }
-        // The list in flight may predate whatever asked for the second fetch.
-        if with(|s| std::mem::take(&mut s.fetch_again)) {
-            spawn_local(refetch());
-        }
-    }
-
-    fn events_url() -> String {
-        match with(|s| s.last_id.clone()) {
-            Some(id) => format!("/api/events?since={}", js_sys::encode_uri_component(&id)),
-            None => "/api/events".to_string(),
-        }
-    }
-
-    fn connect() {
-        if live().is_none() {
-            return;
-        }
-        let Ok(source) = EventSource::new(&events_url()) else {
-            schedule_reconnect();
-            return;
-        };
-        let mut listeners = Vec::new();
-        let names = [
-            event::READY,
-            event::TASK_CREATED,
-            event::TASK_STATUS,
-            event::TASK_UPDATED,
-            event::TASK_DELETED,
-            event::RESYNC,
-            event::END,
-        ];
-        for name in names {
-            let listener = Closure::<dyn FnMut(MessageEvent)>::new(move |message: MessageEvent| {
-                on_message(name, &message);
-            });
-            let _ =
-                source.add_event_listener_with_callback(name, listener.as_ref().unchecked_ref());
-            listeners.push(listener);
-        }
-        let on_error = Closure::<dyn FnMut(MessageEvent)>::new(move |_| on_error());
-        source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-        listeners.push(on_error);
-        with(|s| {
-            if let Some(old) = s.source.replace(source) {
-                old.close();
-            }
-            s.listeners = listeners;
-        });
-    }
-
-    fn on_message(name: &'static str, message: &MessageEvent) {
-        let Some(live) = live() else { return };
-        let data = message.data().as_string().unwrap_or_default();
-        let id = message.last_event_id();
-        if !id.is_empty() {
-            with(|s| s.last_id = Some(id));
-        }
-        match name {
-            event::READY => {
-                live.connection.set(Connection::Live);
-                let resumed = serde_json::from_str::<Ready>(&data).is_ok_and(|r| r.resumed);
-                let forced = with(|s| {
-                    s.backoff_ms = 0.0;
-                    std::mem::take(&mut s.refetch_on_ready)
-                });
-                if !resumed || forced {
-                    spawn_local(refetch());
-                }
-            }
-            event::RESYNC => spawn_local(refetch()),
-            event::END => with(|s| s.refetch_on_ready = true),
-            _ => {
-                with(|s| {
-                    if s.fetching {
-                        s.during_fetch.push((name.to_string(), data.clone()));
-                    }
-                });
-                apply(&live, name, &data);
-            }
-        }
-    }
-
-    /// Applies one task event. A malformed one is logged and skipped; it breaks nothing.
-    fn apply(live: &Live, name: &str, data: &str) {
-        let applied = match name {
-            event::TASK_DELETED => {
-                serde_json::from_str::<Deleted>(data).map(|d| live.remove(&d.id))
-            }
-            _ => serde_json::from_str::<Task>(data).map(|task| live.upsert(task)),
-        };
-        if let Err(e) = applied {
-            leptos::logging::warn!("ignoring a malformed {name} event: {e}");
-        }
-    }
-
-    /// Any error closes the stream; a new one follows with backoff and jitter, resuming
-    /// after the last id seen. Meanwhile the ticker polls.
-    fn on_error() {
-        let Some(live) = live() else { return };
-        let given_up = with(|s| {
-            s.refetch_on_ready = true;
-            let given_up = s
-                .source
-                .as_ref()
-                .is_none_or(|source| source.ready_state() == EventSource::CLOSED);
-            // The listeners stay until the next connect replaces them: this code runs
-            // inside one of them.
-            if let Some(source) = s.source.take() {
-                source.close();
-            }
-            given_up
-        });
-        if given_up {
-            // An HTTP error such as 401 or 503: no use waiting to say so.
-            live.connection.set(Connection::Polling);
-            spawn_local(refetch());
-        } else if live.connection.get_untracked() != Connection::Polling {
-            live.connection.set(Connection::Reconnecting);
-        }
-        schedule_reconnect();
-    }
-
-    /// A new EventSource after a delay that doubles up to 30 s, with jitter so that many
-    /// tabs do not come back at the same moment.
-    fn schedule_reconnect() {
-        if with(|s| std::mem::replace(&mut s.reconnect_pending, true)) {
-            return;
-        }
-        let backoff = with(|s| {
-            s.backoff_ms = (s.backoff_ms * 2.0).clamp(1000.0, MAX_BACKOFF_MS);
-            s.backoff_ms
-        });
-        let delay = backoff * (0.5 + js_sys::Math::random());
-        set_timeout(
-            || {
-                with(|s| s.reconnect_pending = false);
-                connect();
-            },
-            Duration::from_millis(delay as u64),
-        );
     }
 }

@@ -1,0 +1,71 @@
+//! `/new`: the form for a new task or terminal.
+
+use leptos::{prelude::*, task::spawn_local};
+use leptos_router::hooks::use_navigate;
+
+use crate::{client, live::use_live, model::Task};
+
+#[component]
+pub fn NewTaskPage() -> impl IntoView {
+    let _live = use_live();
+    let name = RwSignal::new(String::new());
+    let command = RwSignal::new(String::new());
+    let workdir = RwSignal::new(String::new());
+    let prompt = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<String>);
+    let busy = RwSignal::new(false);
+    let navigate = use_navigate();
+    let open_task = move |result: Result<Task, client::ApiError>| match result {
+        Ok(task) => navigate(&format!("/tasks/{}", task.id), Default::default()),
+        Err(e) => {
+            error.set(Some(e.message));
+            busy.set(false);
+        }
+    };
+    let start = {
+        let open_task = open_task.clone();
+        move |ev: leptos::ev::SubmitEvent| {
+            ev.prevent_default();
+            busy.set(true);
+            let open_task = open_task.clone();
+            spawn_local(async move {
+                let result = client::create_task(
+                    &name.get_untracked(),
+                    &command.get_untracked(),
+                    &workdir.get_untracked(),
+                    &prompt.get_untracked(),
+                )
+                .await;
+                open_task(result);
+            });
+        }
+    };
+    let terminal = move |_| {
+        busy.set(true);
+        let open_task = open_task.clone();
+        spawn_local(async move {
+            open_task(client::create_terminal(&workdir.get_untracked()).await);
+        });
+    };
+    view! {
+        <section class="card">
+            <h1>"New task"</h1>
+            <form class="new-task" on:submit=start>
+                <label for="command">"Command"</label>
+                <input id="command" name="command" required placeholder="cargo test" autocomplete="off" bind:value=command/>
+                <label for="name">"Name " <span class="hint">"(optional)"</span></label>
+                <input id="name" name="name" maxlength="100" placeholder="tests" bind:value=name/>
+                <label for="workdir">"Working directory " <span class="hint">"(optional; the server's by default)"</span></label>
+                <input id="workdir" name="workdir" placeholder="/home/me/project" bind:value=workdir/>
+                <label for="prompt">"Prompt " <span class="hint">"(optional; typed in once the program is ready)"</span></label>
+                <textarea id="prompt" name="prompt" rows="3" bind:value=prompt></textarea>
+                {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+                <div class="actions">
+                    <button class="button primary" type="submit" disabled=move || busy.get()>"Start"</button>
+                    <button class="button" type="button" on:click=terminal disabled=move || busy.get()>"Open a terminal"</button>
+                </div>
+            </form>
+        </section>
+    }
+    .into_any()
+}

@@ -1,0 +1,206 @@
+//! `/tasks/:id`: one task: its info, output, input, rename, kill and delete.
+
+use leptos::{prelude::*, task::spawn_local};
+use leptos_router::hooks::{use_navigate, use_params_map};
+
+use crate::{
+    client,
+    components::StatusPill,
+    format::status_label,
+    live::{use_live, TasksStoreFields},
+    model::{Task, TaskStatus},
+};
+
+#[component]
+pub fn TaskPage() -> impl IntoView {
+    let live = use_live();
+    let params = use_params_map();
+    let id = move || params.read().get("id").unwrap_or_default();
+    let task = Memo::new(move |_| {
+        let id = id();
+        live.store
+            .tasks()
+            .read()
+            .iter()
+            .find(|t| t.id == id)
+            .cloned()
+    });
+    view! {
+        <Show
+            when=move || task.get().is_some()
+            fallback=move || view! {
+                <p class="empty">{move || if live.loaded.get() { "No such task (it may have been deleted)." } else { "Loading…" }}</p>
+            }
+        >
+            // Rebuilt when the route names another task, never for a change of this one.
+            {move || view! { <TaskDetail id=id() task/> }}
+        </Show>
+    }
+}
+
+#[component]
+fn TaskDetail(id: String, task: Memo<Option<Task>>) -> impl IntoView {
+    let get = move |f: fn(&Task) -> String| move || task.get().map(|t| f(&t)).unwrap_or_default();
+    let is_live = move || task.get().is_some_and(|t| t.status.is_live());
+    let error = RwSignal::new(None::<String>);
+    let report = move |result: Result<(), client::ApiError>| {
+        error.set(result.err().map(|e| e.message));
+    };
+    let navigate = use_navigate();
+
+    let rename_to = RwSignal::new(task.get_untracked().map(|t| t.name).unwrap_or_default());
+    let rename = {
+        let id = id.clone();
+        move |ev: leptos::ev::SubmitEvent| {
+            ev.prevent_default();
+            let id = id.clone();
+            spawn_local(async move {
+                report(
+                    client::rename(&id, &rename_to.get_untracked())
+                        .await
+                        .map(|_| ()),
+                )
+            });
+        }
+    };
+    let input = RwSignal::new(String::new());
+    let send = {
+        let id = id.clone();
+        move |ev: leptos::ev::SubmitEvent| {
+            ev.prevent_default();
+            let id = id.clone();
+            let text = input.get_untracked();
+            spawn_local(async move {
+                let result = client::send_input(&id, &text).await;
+                if result.is_ok() {
+                    input.set(String::new());
+                }
+                report(result.map(|_| ()));
+            });
+        }
+    };
+    let confirming = RwSignal::new(None::<&'static str>);
+    let confirm = {
+        let id = id.clone();
+        move |_| {
+            let id = id.clone();
+            let action = confirming.get_untracked();
+            confirming.set(None);
+            let navigate = navigate.clone();
+            spawn_local(async move {
+                match action {
+                    Some("kill") => report(client::kill(&id).await.map(|_| ())),
+                    Some("delete") => match client::delete(&id).await {
+                        Ok(()) => navigate("/", Default::default()),
+                        Err(e) => report(Err(e)),
+                    },
+                    _ => {}
+                }
+            });
+        }
+    };
+    let status = Signal::derive(move || task.get().map_or(TaskStatus::Running, |t| t.status));
+    let label = Signal::derive(move || task.get().map(|t| status_label(&t)).unwrap_or_default());
+    view! {
+        <article class="task-detail">
+            <header class="detail-head">
+                <h1>{get(|t| t.name.clone())}</h1>
+                <StatusPill status label/>
+            </header>
+            <dl class="facts">
+                <dt>"Command"</dt><dd><code>{get(|t| t.command.clone())}</code></dd>
+                <dt>"Directory"</dt><dd><code>{get(|t| t.workdir.clone())}</code></dd>
+                <dt>"Kind"</dt><dd>{get(|t| t.kind.as_str().to_string())}</dd>
+                <dt>"Started"</dt><dd>{get(|t| t.created_at.clone())}</dd>
+                <dt>"Finished"</dt><dd>{get(|t| t.finished_at.clone().unwrap_or_else(|| "—".into()))}</dd>
+                <dt>"Id"</dt><dd><code>{id.clone()}</code></dd>
+            </dl>
+            {move || task.get().and_then(|t| t.error).map(|e| view! { <p class="error">{e}</p> })}
+            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+
+            <OutputView id=id.clone()/>
+
+            <Show when=is_live>
+                <form class="inline-form" on:submit=send.clone()>
+                    <label for="input" class="sr-only">"Send input"</label>
+                    <input id="input" placeholder="Type a reply and press Enter" autocomplete="off" bind:value=input/>
+                    <button class="button primary" type="submit">"Send"</button>
+                </form>
+            </Show>
+
+            <form class="inline-form" on:submit=rename>
+                <label for="rename" class="sr-only">"Name"</label>
+                <input id="rename" maxlength="100" bind:value=rename_to/>
+                <button class="button" type="submit">"Rename"</button>
+            </form>
+
+            <div class="actions">
+                <Show when=move || confirming.get().is_none()>
+                    <Show when=is_live fallback=move || view! {
+                        <button class="button danger" on:click=move |_| confirming.set(Some("delete"))>"Delete"</button>
+                    }>
+                        <button class="button danger" on:click=move |_| confirming.set(Some("kill"))>"Kill"</button>
+                    </Show>
+                </Show>
+                <Show when=move || confirming.get().is_some()>
+                    <span class="confirm" role="alert">
+                        {move || if confirming.get() == Some("kill") { "Kill this task?" } else { "Delete this task and its output?" }}
+                    </span>
+                    <button class="button danger" on:click=confirm.clone()>
+                        {move || if confirming.get() == Some("kill") { "Yes, kill it" } else { "Yes, delete it" }}
+                    </button>
+                    <button class="button" on:click=move |_| confirming.set(None)>"Cancel"</button>
+                </Show>
+            </div>
+        </article>
+    }
+    .into_any()
+}
+
+/// The task's output, live from its output stream.
+#[component]
+fn OutputView(id: String) -> impl IntoView {
+    let output = RwSignal::new(String::new());
+    let pre = NodeRef::<leptos::html::Pre>::new();
+    #[cfg(feature = "hydrate")]
+    {
+        use wasm_bindgen::{prelude::Closure, JsCast};
+        use web_sys::{EventSource, MessageEvent};
+        // Keep the page light: the newest 200 KB of output is plenty to read.
+        const KEEP: usize = 200 * 1024;
+        let url = format!("/api/tasks/{id}/output/stream");
+        if let Ok(source) = EventSource::new(&url) {
+            let on_output = Closure::<dyn FnMut(MessageEvent)>::new(move |m: MessageEvent| {
+                let data = m.data().as_string().unwrap_or_default();
+                let Ok(chunk) = serde_json::from_str::<crate::model::OutputChunk>(&data) else {
+                    return;
+                };
+                output.update(|text| {
+                    text.push_str(&chunk.text);
+                    if text.len() > KEEP {
+                        let mut cut = text.len() - KEEP;
+                        while !text.is_char_boundary(cut) {
+                            cut += 1;
+                        }
+                        text.drain(..cut);
+                    }
+                });
+                if let Some(pre) = pre.get_untracked() {
+                    pre.set_scroll_top(pre.scroll_height());
+                }
+            });
+            let closer = source.clone();
+            let on_end = Closure::<dyn FnMut(MessageEvent)>::new(move |_| closer.close());
+            let _ = source
+                .add_event_listener_with_callback("output", on_output.as_ref().unchecked_ref());
+            let _ = source.add_event_listener_with_callback("end", on_end.as_ref().unchecked_ref());
+            let listeners = send_wrapper::SendWrapper::new((source, on_output, on_end));
+            on_cleanup(move || listeners.0.close());
+        }
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = id;
+    view! {
+        <pre class="output" node_ref=pre aria-label="Output" tabindex="0">{move || output.get()}</pre>
+    }
+}
