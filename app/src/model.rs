@@ -142,6 +142,14 @@ pub struct ErrorBody {
     pub error: String,
 }
 
+impl ErrorBody {
+    pub fn new(error: impl Into<String>) -> ErrorBody {
+        ErrorBody {
+            error: error.into(),
+        }
+    }
+}
+
 /// Event names of `GET /api/events`.
 pub mod event {
     pub const READY: &str = "ready";

@@ -5,6 +5,7 @@ pub mod config;
 pub mod events;
 pub mod http;
 pub mod tasks;
+pub mod terminal;
 
 use std::sync::Arc;
 
@@ -103,6 +104,7 @@ pub fn app(state: AppState) -> Router {
     // other stream uncompressed too.
     let streams = events::sse::router()
         .merge(http::streams::router())
+        .merge(terminal::router())
         .route_layer(auth);
     let compression = CompressionLayer::new()
         .compress_when(DefaultPredicate::new().and(NotForContentType::new("text/event-stream")));

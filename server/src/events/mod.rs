@@ -19,8 +19,5 @@ use app::model::ErrorBody;
 /// This layer's own refusals (too many open streams, a malformed request head), in the
 /// `{"error": …}` shape of every refusal.
 fn refusal(status: StatusCode, message: &str) -> Response {
-    let body = ErrorBody {
-        error: message.into(),
-    };
-    (status, Json(body)).into_response()
+    (status, Json(ErrorBody::new(message))).into_response()
 }

@@ -11,10 +11,7 @@ use app::model::ErrorBody;
 use crate::tasks::TaskError;
 
 pub fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
-    let body = ErrorBody {
-        error: message.into(),
-    };
-    (status, Json(body)).into_response()
+    (status, Json(ErrorBody::new(message))).into_response()
 }
 
 /// Every error a handler can answer with, as `{"error": …}`.

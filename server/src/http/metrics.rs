@@ -53,6 +53,19 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "resync frames sent to subscribers that fell behind.",
         broker.resyncs.load(Ordering::Relaxed),
     );
+    let terminals = &crate::terminal::METRICS;
+    counter(
+        "taskwire_terminal_viewers",
+        "gauge",
+        "Open terminal WebSockets.",
+        terminals.viewers.load(Ordering::Relaxed) as u64,
+    );
+    counter(
+        "taskwire_terminal_bad_messages_total",
+        "counter",
+        "Terminal control messages that could not be read (ignored).",
+        terminals.bad_messages.load(Ordering::Relaxed),
+    );
     let _ = writeln!(
         out,
         "# HELP taskwire_tasks Tasks by status.\n# TYPE taskwire_tasks gauge"

@@ -7,7 +7,7 @@ use std::{io, net::SocketAddr, time::Duration};
 
 use axum::Router;
 use hyper::server::conn::http1;
-use hyper_util::{rt::TokioIo, server::graceful::GracefulShutdown, service::TowerToHyperService};
+use hyper_util::{rt::TokioIo, service::TowerToHyperService};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -36,7 +36,6 @@ const DRAIN: Duration = Duration::from_secs(5);
 /// Serves `app` until `shutdown`, then closes idle connections and waits (briefly) for the
 /// rest.
 pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken) {
-    let graceful = GracefulShutdown::new();
     let connections = TaskTracker::new();
     loop {
         let stream = tokio::select! {
@@ -53,16 +52,14 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationTok
         };
         // Frames are small and must not wait for more to fill a packet.
         let _ = stream.set_nodelay(true);
-        let watcher = graceful.watcher();
-        connections.spawn(connection(stream, app.clone(), watcher, shutdown.clone()));
+        connections.spawn(connection(stream, app.clone(), shutdown.clone()));
     }
     drop(listener);
     connections.close();
-    let drained = async {
-        graceful.shutdown().await;
-        connections.wait().await;
-    };
-    if tokio::time::timeout(DRAIN, drained).await.is_err() {
+    if tokio::time::timeout(DRAIN, connections.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("some connections were still open after {DRAIN:?}");
     }
 }
@@ -70,12 +67,7 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationTok
 /// One connection: an event stream served by `events::connection`, anything else by hyper.
 /// Both are boxed, because a task's allocation is as large as its largest state and an
 /// event stream should not carry room for hyper's connection all day.
-async fn connection(
-    stream: TcpStream,
-    app: Router,
-    watcher: hyper_util::server::graceful::Watcher,
-    shutdown: CancellationToken,
-) {
+async fn connection(stream: TcpStream, app: Router, shutdown: CancellationToken) {
     let first_request = tokio::select! {
         peeked = tokio::time::timeout(
             event_connection::HEAD_TIMEOUT,
@@ -85,18 +77,35 @@ async fn connection(
     };
     match first_request {
         Ok(Ok(true)) => {
-            // It ends by itself on shutdown; hyper's graceful shutdown need not wait for it.
-            drop(watcher);
             Box::pin(event_connection::serve(stream, app, shutdown)).await;
         }
         Ok(Ok(false)) => {
-            let connection = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
-            if let Err(e) = Box::pin(watcher.watch(connection)).await {
+            let served = Box::pin(serve_http(stream, app, shutdown)).await;
+            if let Err(e) = served {
                 tracing::debug!("connection ended: {e}");
             }
         }
         // Closed or silent before its first request.
         Ok(Err(_)) | Err(_) => {}
+    }
+}
+
+/// hyper's HTTP/1.1 connection, with upgrades (a task's terminal is a WebSocket). On
+/// shutdown it finishes the response in flight, then closes; an idle one closes at once.
+async fn serve_http(
+    stream: TcpStream,
+    app: Router,
+    shutdown: CancellationToken,
+) -> hyper::Result<()> {
+    let connection = http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app))
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        served = connection.as_mut() => served,
+        () = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
     }
 }

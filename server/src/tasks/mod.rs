@@ -24,6 +24,7 @@ use self::{
 pub mod output;
 pub mod reconciler;
 pub mod runtime;
+pub mod screen;
 pub mod store;
 
 pub const MAX_NAME_CHARS: usize = 100;
@@ -73,6 +74,10 @@ pub struct Tasks {
     pub reconcile_now: Notify,
     /// Dead panes whose exit status is not known yet, and since when.
     unsettled: Mutex<HashMap<String, std::time::Instant>>,
+    /// The terminal models of live tasks whose tails are being read (`output`).
+    screens: Mutex<HashMap<String, screen::Screen>>,
+    /// Panes' sizes as tmux last reported them (viewers of a terminal may resize a pane).
+    pane_sizes: Mutex<HashMap<String, screen::PaneSize>>,
 }
 
 impl Tasks {
@@ -91,6 +96,8 @@ impl Tasks {
             idle_waiting,
             reconcile_now: Notify::new(),
             unsettled: Mutex::default(),
+            screens: Mutex::default(),
+            pane_sizes: Mutex::default(),
         }
     }
 
@@ -331,6 +338,7 @@ impl Tasks {
                 .runtime
                 .list_panes()
                 .map_err(|e| TaskError::Internal(e.to_string()))?;
+            self.note_pane_sizes(&panes);
             Some(panes)
         } else {
             None
@@ -404,6 +412,16 @@ impl Tasks {
             }
         }
         Ok(pass)
+    }
+
+    /// Keeps the panes' sizes for their terminal models (a viewer may have resized one).
+    fn note_pane_sizes(&self, panes: &HashMap<String, PaneState>) {
+        let mut sizes = self.pane_sizes.lock().unwrap_or_else(|e| e.into_inner());
+        for (id, pane) in panes {
+            if pane.size.cols > 0 && pane.size.rows > 0 {
+                sizes.insert(id.clone(), pane.size);
+            }
+        }
     }
 
     /// How long a dead pane has been waiting for its exit status.

@@ -1,35 +1,30 @@
-//! A task's output: its log file read back as plain text, from an offset (the output
-//! stream) or from the end (tails).
+//! A task's output read back: the last lines of its screen (tails, `/output`) through its
+//! terminal model, and the plain text of its log from an offset (the output stream).
 
 use std::{
     collections::HashMap,
-    io::{Read, Seek, SeekFrom},
-    path::Path,
+    sync::{Mutex, MutexGuard},
 };
 
 use app::model::TaskTail;
 
-use super::{TaskError, TaskResult, Tasks};
+use super::{
+    screen::{PaneSize, Screen, DEFAULT_SIZE},
+    TaskError, TaskResult, Tasks,
+};
 
 impl Tasks {
-    /// The last `lines` lines the task printed, as plain text.
+    /// The last `lines` lines of the task's screen and scrollback, as plain text.
     pub fn output_tail(&self, id: &str, lines: usize) -> TaskResult<String> {
         self.get(id)?;
-        self.read_output_tail(id, lines)
+        let mut screen = Screen::of_log_end(&self.output_path(id), self.pane_size(id), lines)
+            .map_err(reading)?;
+        Ok(screen.last_lines(lines))
     }
 
-    /// The last `lines` lines of a known task's output file, as plain text.
-    fn read_output_tail(&self, id: &str, lines: usize) -> TaskResult<String> {
-        let bytes = read_tail(&self.output_path(id), lines)
-            .map_err(|e| TaskError::Internal(format!("reading output: {e}")))?;
-        let text = plain_text(&bytes);
-        let mut kept: Vec<&str> = text.lines().rev().take(lines).collect();
-        kept.reverse();
-        Ok(kept.join("\n"))
-    }
-
-    /// The last `lines` lines of every live task whose output grew since `sizes` (output
-    /// sizes by task id, as returned by the previous call; empty at first).
+    /// The last `lines` non-blank lines on the screen of every live task whose output grew
+    /// since `sizes` (output sizes by task id, as returned by the previous call; empty at
+    /// first).
     pub fn tails_since(
         &self,
         sizes: &mut HashMap<String, u64>,
@@ -41,8 +36,7 @@ impl Tasks {
         for task in live {
             let size = std::fs::metadata(self.output_path(&task.id)).map_or(0, |m| m.len());
             if size > 0 && sizes.get(&task.id) != Some(&size) {
-                // The task came from the live list: no need to look it up again.
-                let text = self.read_output_tail(&task.id, lines)?;
+                let text = self.screen_tail(&task.id, lines)?;
                 grown.push(TaskTail {
                     id: task.id.clone(),
                     text,
@@ -50,35 +44,39 @@ impl Tasks {
             }
             now.insert(task.id, size);
         }
+        // The models of tasks that ended are let go of.
+        lock(&self.screens).retain(|id, _| now.contains_key(id));
         *sizes = now;
         Ok(grown)
     }
+
+    /// The tail of a live task's screen, from its model kept up to date with its log.
+    fn screen_tail(&self, id: &str, lines: usize) -> TaskResult<String> {
+        let size = self.pane_size(id);
+        let mut screens = lock(&self.screens);
+        let screen = screens
+            .entry(id.to_string())
+            .or_insert_with(|| Screen::new(size));
+        screen.resize(size);
+        screen.catch_up(&self.output_path(id)).map_err(reading)?;
+        Ok(screen.tail(lines))
+    }
+
+    /// The task's pane size as tmux last reported it, else the size panes start with.
+    pub fn pane_size(&self, id: &str) -> PaneSize {
+        lock(&self.pane_sizes)
+            .get(id)
+            .copied()
+            .unwrap_or(DEFAULT_SIZE)
+    }
 }
 
-/// Reads enough of the end of `path` to hold `lines` lines.
-fn read_tail(path: &Path, lines: usize) -> std::io::Result<Vec<u8>> {
-    const BLOCK: u64 = 64 * 1024;
-    let mut file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let len = file.metadata()?.len();
-    let mut start = len;
-    let mut buf = Vec::new();
-    while start > 0 {
-        let from = start.saturating_sub(BLOCK);
-        let mut block = vec![0; (start - from) as usize];
-        file.seek(SeekFrom::Start(from))?;
-        file.read_exact(&mut block)?;
-        block.extend_from_slice(&buf);
-        buf = block;
-        start = from;
-        if buf.iter().filter(|&&b| b == b'\n').count() > lines {
-            break;
-        }
-    }
-    Ok(buf)
+fn reading(e: std::io::Error) -> TaskError {
+    TaskError::Internal(format!("reading output: {e}"))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Terminal output as plain text: escape sequences removed, CRLF as LF, lone CRs dropped.

@@ -7,6 +7,8 @@
 //! last session ends: a server on its way out takes down a session created in that moment
 //! ("server exited unexpectedly"), and tasks are often started just as the last one is removed.
 
+use super::screen::PaneSize;
+
 use std::{
     collections::HashMap,
     io,
@@ -26,6 +28,7 @@ pub struct PaneState {
     pub exit_status: Option<i32>,
     /// The signal that ended a dead pane's program, if any.
     pub exit_signal: Option<i32>,
+    pub size: PaneSize,
 }
 
 #[derive(Clone, Debug)]
@@ -84,8 +87,13 @@ impl Tmux {
              set -g default-shell /bin/sh\n\
              set -g history-limit 5000\n\
              set -g default-size 200x50\n\
-             set-hook -g pane-died {}\n",
-            tmux_quote(&format!("run-shell -b {}", tmux_quote(&touch)))
+             set -g status off\n\
+             set -g window-size largest\n\
+             set-hook -g pane-died {wake}\n\
+             set-hook -g client-attached {wake}\n\
+             set-hook -g client-detached {wake}\n\
+             set-hook -g client-resized {wake}\n",
+            wake = tmux_quote(&format!("run-shell -b {}", tmux_quote(&touch)))
         )
     }
 
@@ -139,6 +147,16 @@ impl Tmux {
         check(out)
     }
 
+    /// The command line of a tmux client attached to the task's session (a terminal
+    /// viewer runs it in a pty of its own).
+    pub fn attach_command(&self, id: &str) -> Vec<String> {
+        ["tmux", "-L", &self.socket, "attach-session", "-t"]
+            .into_iter()
+            .map(str::to_string)
+            .chain([Self::session_name(id)])
+            .collect()
+    }
+
     /// Types `text` literally, then Enter when `submit`.
     pub fn send_input(&self, id: &str, text: &str, submit: bool) -> io::Result<()> {
         let session = Self::session_name(id);
@@ -161,7 +179,7 @@ impl Tmux {
         let out = self
             .tmux()
             .args(["list-panes", "-a", "-F"])
-            .arg("#{session_name}\t#{pane_dead}\t#{pane_dead_status}\t#{pane_dead_signal}")
+            .arg("#{session_name}\t#{pane_dead}\t#{pane_dead_status}\t#{pane_dead_signal}\t#{pane_width}\t#{pane_height}")
             .output()?;
         if !out.status.success() {
             if self.server_missing(&out) {
@@ -172,9 +190,14 @@ impl Tmux {
         let mut panes = HashMap::new();
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             let mut fields = line.split('\t');
-            let (Some(session), Some(dead), status, signal) =
-                (fields.next(), fields.next(), fields.next(), fields.next())
-            else {
+            let (Some(session), Some(dead), status, signal, cols, rows) = (
+                fields.next(),
+                fields.next(),
+                fields.next(),
+                fields.next(),
+                fields.next(),
+                fields.next(),
+            ) else {
                 continue;
             };
             let Some(id) = session.strip_prefix("tw-") else {
@@ -186,6 +209,10 @@ impl Tmux {
                     dead: dead == "1",
                     exit_status: status.and_then(|s| s.parse().ok()),
                     exit_signal: signal.and_then(|s| s.parse().ok()),
+                    size: PaneSize {
+                        cols: cols.and_then(|c| c.parse().ok()).unwrap_or(0),
+                        rows: rows.and_then(|r| r.parse().ok()).unwrap_or(0),
+                    },
                 },
             );
         }
