@@ -73,7 +73,21 @@ ensure_end2end_packages() {
   (cd "$ROOT/end2end" && npm ci --no-audit --no-fund >/dev/null)
 }
 
+# xterm.js for the task page's terminal, pinned by app/js/package-lock.json, copied into
+# public/xterm/ (which cargo-leptos copies into the site). Copied at every build: it is small.
+ensure_xterm() {
+  local js="$ROOT/app/js" out="$ROOT/public/xterm"
+  if [ ! -d "$js/node_modules/@xterm/xterm" ] || [ ! -d "$js/node_modules/@xterm/addon-fit" ]; then
+    log "installing xterm.js (npm ci in app/js)"
+    (cd "$js" && npm ci --no-audit --no-fund >/dev/null)
+  fi
+  mkdir -p "$out"
+  cp "$js/node_modules/@xterm/xterm/lib/xterm.mjs" "$js/node_modules/@xterm/xterm/css/xterm.css" \
+    "$js/node_modules/@xterm/addon-fit/lib/addon-fit.mjs" "$out/"
+}
+
 ensure_build_tools() {
+  ensure_xterm
   ensure_wasm_target
   ensure_wasm_opt
   ensure_wasm_bindgen

@@ -54,11 +54,11 @@ test('a waiting task shows in the pill and the title, and input brings it back t
   await expect(row(page, task.id).locator('.idle')).toBeVisible();
 
   await row(page, task.id).getByRole('link').click();
-  await expect(page.locator('.output')).toContainText('question?');
+  await expect(page.getByTestId('terminal')).toContainText('question?');
   await page.getByLabel('Send input').fill('yes');
   await page.getByRole('button', { name: 'Send' }).click();
   await expect(page.locator('.detail-head').getByTestId('status')).toHaveText('running');
-  await expect(page.locator('.output')).toContainText('thanks yes');
+  await expect(page.getByTestId('terminal')).toContainText('thanks yes');
   await expect(page).toHaveTitle('taskwire');
 });
 
@@ -119,7 +119,7 @@ test('a terminal opened from the form takes input', async ({ page }) => {
   await expect(page).toHaveURL(/\/tasks\/[a-z0-9]+$/);
   await page.getByLabel('Send input').fill('echo $((40+2))');
   await page.getByRole('button', { name: 'Send' }).click();
-  await expect(page.locator('.output')).toContainText('42');
+  await expect(page.getByTestId('terminal')).toContainText('42');
 });
 
 test('two tabs see each other live', async ({ browser }) => {

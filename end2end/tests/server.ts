@@ -77,6 +77,11 @@ export class Taskwire {
     }
   }
 
+  /** The server's process id (benchmarks read its CPU and memory). */
+  pid(): number {
+    return this.proc!.pid!;
+  }
+
   /** SIGTERM, as a user stopping the service; tasks keep running in tmux. */
   async stop(): Promise<void> {
     const proc = this.proc;

@@ -2,6 +2,8 @@
 
 mod badge;
 mod pill;
+mod terminal;
 
 pub use badge::ConnectionBadge;
 pub use pill::StatusPill;
+pub use terminal::Terminal;

@@ -5,7 +5,7 @@ use leptos_router::hooks::{use_navigate, use_params_map};
 
 use crate::{
     client,
-    components::StatusPill,
+    components::{StatusPill, Terminal},
     format::status_label,
     live::{use_live, TasksStoreFields},
     model::{Task, TaskStatus},
@@ -118,7 +118,7 @@ fn TaskDetail(id: String, task: Memo<Option<Task>>) -> impl IntoView {
             {move || task.get().and_then(|t| t.error).map(|e| view! { <p class="error">{e}</p> })}
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
 
-            <OutputView id=id.clone()/>
+            <Terminal id=id.clone()/>
 
             <Show when=is_live>
                 <form class="inline-form" on:submit=send.clone()>
@@ -155,52 +155,4 @@ fn TaskDetail(id: String, task: Memo<Option<Task>>) -> impl IntoView {
         </article>
     }
     .into_any()
-}
-
-/// The task's output, live from its output stream.
-#[component]
-fn OutputView(id: String) -> impl IntoView {
-    let output = RwSignal::new(String::new());
-    let pre = NodeRef::<leptos::html::Pre>::new();
-    #[cfg(feature = "hydrate")]
-    {
-        use wasm_bindgen::{prelude::Closure, JsCast};
-        use web_sys::{EventSource, MessageEvent};
-        // Keep the page light: the newest 200 KB of output is plenty to read.
-        const KEEP: usize = 200 * 1024;
-        let url = format!("/api/tasks/{id}/output/stream");
-        if let Ok(source) = EventSource::new(&url) {
-            let on_output = Closure::<dyn FnMut(MessageEvent)>::new(move |m: MessageEvent| {
-                let data = m.data().as_string().unwrap_or_default();
-                let Ok(chunk) = serde_json::from_str::<crate::model::OutputChunk>(&data) else {
-                    return;
-                };
-                output.update(|text| {
-                    text.push_str(&chunk.text);
-                    if text.len() > KEEP {
-                        let mut cut = text.len() - KEEP;
-                        while !text.is_char_boundary(cut) {
-                            cut += 1;
-                        }
-                        text.drain(..cut);
-                    }
-                });
-                if let Some(pre) = pre.get_untracked() {
-                    pre.set_scroll_top(pre.scroll_height());
-                }
-            });
-            let closer = source.clone();
-            let on_end = Closure::<dyn FnMut(MessageEvent)>::new(move |_| closer.close());
-            let _ = source
-                .add_event_listener_with_callback("output", on_output.as_ref().unchecked_ref());
-            let _ = source.add_event_listener_with_callback("end", on_end.as_ref().unchecked_ref());
-            let listeners = send_wrapper::SendWrapper::new((source, on_output, on_end));
-            on_cleanup(move || listeners.0.close());
-        }
-    }
-    #[cfg(not(feature = "hydrate"))]
-    let _ = id;
-    view! {
-        <pre class="output" node_ref=pre aria-label="Output" tabindex="0">{move || output.get()}</pre>
-    }
 }
