@@ -317,3 +317,24 @@ fn clients(socket: &str, id: &str) -> usize {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).lines().count()
 }
+
+#[tokio::test]
+async fn the_tail_of_a_menu_in_a_box_is_the_menu() {
+    let fixture = Fixture::new();
+    let server = fixture.serve().await;
+    // A box drawn with the line characters of a curses program, the menu inside, and empty
+    // boxed rows below it (the bottom of the screen).
+    let script = "printf '\\033[2J\\033[1;1H┌──────────┐\\r\\n│ > 1. Yes │\\r\\n│   2. No  │\\r\\n│          │\\r\\n│          │\\r\\n└──────────┘'; sleep 30";
+    let task = server.create(json!({ "command": script })).await;
+    wait_for_output(
+        &server,
+        &task.id,
+        6,
+        "┌──────────┐\n│ > 1. Yes │\n│   2. No  │\n│          │\n│          │\n└──────────┘",
+    )
+    .await;
+    let mut tails =
+        common::SseClient::connect(server.request(Method::GET, "/api/tails/stream")).await;
+    let tail: Value = tails.wait_for("tail", SOON).await.json();
+    assert_eq!(tail["text"], json!("> 1. Yes\n2. No"));
+}

@@ -106,12 +106,14 @@ impl Screen {
         }
     }
 
-    /// The last `lines` non-blank lines of what the screen shows now.
+    /// The last `lines` lines of what the screen shows now that say something: a row
+    /// that holds only spaces and the borders of a box is left out, and a row's own borders
+    /// are cut off (a full-screen program's menu in a box reads as the menu).
     pub fn tail(&self, lines: usize) -> String {
         let shown = self.visible_rows();
         let kept: Vec<&str> = shown
             .iter()
-            .map(String::as_str)
+            .map(|row| row.trim_matches(|c: char| c.is_whitespace() || is_box_drawing(c)))
             .filter(|row| !row.is_empty())
             .collect();
         kept[kept.len().saturating_sub(lines)..].join("\n")
@@ -163,6 +165,11 @@ impl Screen {
         screen.set_scrollback(0);
         rows
     }
+}
+
+/// The lines and corners of boxes (U+2500 to U+257F).
+fn is_box_drawing(c: char) -> bool {
+    ('\u{2500}'..='\u{257f}').contains(&c)
 }
 
 fn parser(size: PaneSize, scrollback: usize) -> vt100::Parser {
