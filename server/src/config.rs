@@ -70,6 +70,42 @@ impl Config {
         }
     }
 
+    /// Refuses settings out of range, naming the setting: a value past these would make a
+    /// deadline overflow or a buffer absurd, and fail later in a worse place.
+    pub fn validate(&self) -> Result<(), String> {
+        let checks: [(&str, u64, u64, u64); 6] = [
+            ("TASKWIRE_HEARTBEAT_SECS", self.heartbeat_secs, 1, 3600),
+            (
+                "TASKWIRE_STREAM_MAX_SECS",
+                self.stream_max_secs,
+                1,
+                7 * 24 * 3600,
+            ),
+            (
+                "TASKWIRE_IDLE_WAITING_SECS",
+                self.idle_waiting_secs,
+                1,
+                7 * 24 * 3600,
+            ),
+            ("TASKWIRE_RECONCILE_SECS", self.reconcile_secs, 1, 3600),
+            ("TASKWIRE_REPLAY", self.replay as u64, 1, 1_000_000),
+            (
+                "TASKWIRE_MAX_SUBSCRIBERS",
+                self.max_subscribers as u64,
+                1,
+                1_000_000,
+            ),
+        ];
+        for (name, value, min, max) in checks {
+            if !(min..=max).contains(&value) {
+                return Err(format!(
+                    "{name} must be between {min} and {max}, not {value}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub fn heartbeat(&self) -> Duration {
         Duration::from_secs(self.heartbeat_secs.max(1))
     }

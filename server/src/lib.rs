@@ -27,7 +27,7 @@ use tower_http::compression::{
 };
 
 pub use config::Config;
-pub use http::serve::serve;
+pub use http::serve::{serve, serve_with, Limits};
 
 /// Everything a handler needs. Cheap to clone.
 #[derive(Clone)]
@@ -38,6 +38,8 @@ pub struct AppState {
     pub leptos: LeptosOptions,
     /// Cancelled on SIGINT/SIGTERM: every stream ends at once.
     pub shutdown: CancellationToken,
+    /// Held for as long as the server runs: one taskwire per data dir.
+    _lock: Arc<std::fs::File>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -58,10 +60,13 @@ impl FromRef<AppState> for EventStreams {
 }
 
 impl AppState {
-    /// Opens the data dir, the database and the tmux runtime. Call inside a tokio runtime.
+    /// Checks the settings, then opens the data dir (private to the user, and locked against
+    /// a second taskwire), the database and the tmux runtime. Call inside a tokio runtime.
     pub fn open(config: Config, leptos: LeptosOptions) -> Result<AppState, StartError> {
-        std::fs::create_dir_all(config.data_dir.join("tasks"))?;
-        let data_dir = config.data_dir.canonicalize()?;
+        config.validate()?;
+        let data_dir = private_dir(&config.data_dir)?;
+        private_dir(&data_dir.join("tasks"))?;
+        let lock = lock_data_dir(&data_dir)?;
         let token = auth::load_or_create_token(config.token.as_deref(), &data_dir)?;
         let store = store::Store::open(&data_dir.join("taskwire.db"))?;
         let runtime = runtime::Tmux::new(&config.tmux_socket, &data_dir)?;
@@ -73,6 +78,7 @@ impl AppState {
             token: token.into(),
             leptos,
             shutdown: CancellationToken::new(),
+            _lock: Arc::new(lock),
         })
     }
 
@@ -88,6 +94,41 @@ impl AppState {
 
 /// Any error that stops the server from starting.
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
+
+/// `dir`, created if need be, readable by its owner only (logs hold commands, prompts and
+/// output); its canonical path.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    dir.canonicalize()
+}
+
+/// An exclusive lock on `data_dir/lock`, or a clear refusal: two taskwires on one data
+/// dir would both reconcile, kill and record the same tasks.
+fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, StartError> {
+    use std::os::{fd::AsRawFd, unix::fs::OpenOptionsExt};
+    let path = data_dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)?;
+    // SAFETY: flock on a descriptor we own; the lock lives as long as the file.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(format!(
+            "another taskwire is already running on {} (it holds {})",
+            data_dir.display(),
+            path.display()
+        )
+        .into());
+    }
+    Ok(file)
+}
 
 /// The whole router: API, events, metrics, login, health, and the Leptos pages and assets.
 pub fn app(state: AppState) -> Router {

@@ -11,6 +11,8 @@ async fn main() -> Result<(), server::StartError> {
         )
         .init();
     let config = Config::parse();
+    let open_files = server::http::serve::raise_open_files_limit();
+    tracing::debug!("open files limit: {open_files}");
     // cargo-leptos bakes the site's file names into the build; the address is ours.
     let mut leptos = get_configuration(None)?.leptos_options;
     leptos.site_addr = config.addr;
@@ -29,7 +31,8 @@ async fn main() -> Result<(), server::StartError> {
         shutdown.cancel();
     });
     let stopping = state.shutdown.clone();
-    server::serve(listener, app(state), stopping).await;
+    let limits = server::Limits::new(config.heartbeat());
+    server::serve_with(listener, app(state), stopping, limits).await;
     let _ = reconciler.await;
     Ok(())
 }

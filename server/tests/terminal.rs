@@ -164,6 +164,10 @@ async fn two_viewers_see_what_either_types() {
     let task = server.create(json!({"command": "cat"})).await;
     let mut first = open_ok(&server, &task.id).await;
     let mut second = open_ok(&server, &task.id).await;
+    wait_until("both viewers to attach", SOON, || {
+        clients(&fixture.socket, &task.id) == 2
+    })
+    .await;
     first
         .send(Message::Binary(b"from-first\r".to_vec().into()))
         .await
@@ -174,6 +178,14 @@ async fn two_viewers_see_what_either_types() {
         .await
         .unwrap();
     read_until(&mut first, "from-second").await;
+    // Closing the page detaches its viewer; the task runs on.
+    drop((first, second));
+    wait_until("the viewers' tmux clients to go", SOON, || {
+        clients(&fixture.socket, &task.id) == 0
+    })
+    .await;
+    assert_eq!(server.task(&task.id).await.status, TaskStatus::Running);
+    assert!(common::session_exists(&fixture.socket, &task.id));
 }
 
 #[tokio::test]

@@ -23,14 +23,13 @@ use futures::StreamExt;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
+    time::Instant,
 };
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::events::fanout::StreamSocket;
 
-/// How long a client may take to send its request head.
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 /// The largest request head accepted, as hyper's default read buffer.
 const HEAD_MAX: usize = 8 * 1024;
 /// The most header lines accepted.
@@ -47,13 +46,21 @@ pub async fn opens_event_stream(stream: &TcpStream) -> io::Result<bool> {
     ))
 }
 
-/// Serves one event-stream request, then closes the connection.
-pub async fn serve(mut stream: TcpStream, app: Router, shutdown: CancellationToken) {
+/// Serves one event-stream request, then closes the connection. The head must have
+/// arrived by `head_deadline`; a client that takes no bytes for `stalled_after` while a
+/// frame waits for it is dropped, and its subscriber slot freed.
+pub async fn serve(
+    mut stream: TcpStream,
+    app: Router,
+    shutdown: CancellationToken,
+    head_deadline: Instant,
+    stalled_after: Duration,
+) {
     let mut request = tokio::select! {
-        head = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)) => match head {
+        head = tokio::time::timeout_at(head_deadline, read_head(&mut stream)) => match head {
             Ok(Ok(request)) => request,
             Ok(Err(status)) => {
-                let _ = stream_response(&stream, error(status), &shutdown).await;
+                let _ = stream_response(&stream, error(status), &shutdown, stalled_after).await;
                 close_after_reading(stream).await;
                 return;
             }
@@ -69,7 +76,7 @@ pub async fn serve(mut stream: TcpStream, app: Router, shutdown: CancellationTok
     // Boxed, so that this connection's task does not keep room for the router's future
     // for as long as the stream is open.
     let Ok(response) = Box::pin(app.oneshot(request)).await;
-    if let Err(e) = stream_response(&stream, response, &shutdown).await {
+    if let Err(e) = stream_response(&stream, response, &shutdown, stalled_after).await {
         tracing::debug!("event stream ended: {e}");
     }
     // The body is gone, and with it the loan of the socket.
@@ -136,6 +143,7 @@ async fn stream_response(
     stream: &TcpStream,
     response: Response<Body>,
     shutdown: &CancellationToken,
+    stalled_after: Duration,
 ) -> io::Result<()> {
     let (head, body) = response.into_parts();
     write_head(stream, &head, body.size_hint().exact()).await?;
@@ -155,10 +163,13 @@ async fn stream_response(
             return Ok(());
         };
         // A client that stops reading fills its socket buffer and this write waits; the
-        // broker does not wait for it (it gets `resync` if it ever reads again).
+        // broker does not wait for it (it gets `resync` if it reads again in time), and a
+        // client that took nothing for `stalled_after` is let go of.
         tokio::select! {
             biased;
-            written = write_all(stream, &chunk) => written?,
+            written = tokio::time::timeout(stalled_after, write_all(stream, &chunk)) => {
+                written.map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading"))??
+            }
             () = &mut gone => return Ok(()),
             () = &mut cancelled => return Ok(()),
         }

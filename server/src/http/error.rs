@@ -29,6 +29,10 @@ impl From<TaskError> for ApiError {
             TaskError::NotFound => ApiError(StatusCode::NOT_FOUND, "no such task".into()),
             TaskError::Conflict(m) => ApiError(StatusCode::CONFLICT, m),
             TaskError::Invalid(m) => ApiError(StatusCode::BAD_REQUEST, m),
+            TaskError::Unavailable(m) => {
+                tracing::error!("{m}");
+                ApiError(StatusCode::SERVICE_UNAVAILABLE, m)
+            }
             TaskError::Internal(m) => {
                 tracing::error!("internal error: {m}");
                 ApiError(StatusCode::INTERNAL_SERVER_ERROR, m)

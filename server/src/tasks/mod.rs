@@ -3,7 +3,8 @@
 //! the writes, and `GET /api/tasks` can name the newest event its snapshot includes.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::PathBuf,
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, SystemTime},
@@ -17,7 +18,7 @@ use tokio::sync::Notify;
 use crate::events::{broker::Broker, event::to_json};
 
 use self::{
-    runtime::{PaneState, Tmux},
+    runtime::{Listing, PaneState, Tmux},
     store::{Outcome, Store},
 };
 
@@ -38,6 +39,8 @@ pub enum TaskError {
     /// The request is well-formed but the task is in the wrong state for it.
     Conflict(String),
     Invalid(String),
+    /// A part it needs (tmux) could not do it now; nothing changed.
+    Unavailable(String),
     Internal(String),
 }
 
@@ -78,6 +81,18 @@ pub struct Tasks {
     screens: Mutex<HashMap<String, screen::Screen>>,
     /// Panes' sizes as tmux last reported them (viewers of a terminal may resize a pane).
     pane_sizes: Mutex<HashMap<String, screen::PaneSize>>,
+    /// Tasks whose session is being started or killed: the reconciler leaves them alone
+    /// (a session not there yet, or just gone, is not one that vanished).
+    in_flight: Mutex<HashSet<String>>,
+    /// What the last pass asking tmux saw that the next one must confirm before acting:
+    /// no tmux server at all, and sessions without a live task.
+    suspects: Mutex<Suspects>,
+}
+
+#[derive(Default)]
+struct Suspects {
+    no_server: bool,
+    orphans: HashSet<String>,
 }
 
 impl Tasks {
@@ -98,6 +113,8 @@ impl Tasks {
             unsettled: Mutex::default(),
             screens: Mutex::default(),
             pane_sizes: Mutex::default(),
+            in_flight: Mutex::default(),
+            suspects: Mutex::default(),
         }
     }
 
@@ -106,15 +123,16 @@ impl Tasks {
     }
 
     pub fn output_path(&self, id: &str) -> PathBuf {
-        self.data_dir.join("tasks").join(id).join("output.log")
+        self.task_dir(id).join("output.log")
     }
 
     fn exit_path(&self, id: &str) -> PathBuf {
-        self.data_dir.join("tasks").join(id).join("exit")
+        self.task_dir(id).join("exit")
     }
 
     /// The exit status the task's wrapper wrote when its command ended.
     fn recorded_exit(&self, id: &str) -> Option<i32> {
+        // Empty until the command ends: the file is created with the task.
         std::fs::read_to_string(self.exit_path(id))
             .ok()?
             .trim()
@@ -168,8 +186,9 @@ impl Tasks {
         )
     }
 
-    /// Starts the tmux session, then records the task: `running` if tmux took it, `error`
-    /// with the reason if not. Never `running` for a task that did not start.
+    /// Records the task, then starts its tmux session, so that no session ever runs without
+    /// a record. The record is published once the outcome is known: `running` if tmux took
+    /// it, `error` with the reason if not. Never `running` for a task that did not start.
     fn start(
         &self,
         kind: TaskKind,
@@ -177,23 +196,10 @@ impl Tasks {
         command: String,
         workdir: PathBuf,
     ) -> TaskResult<Task> {
-        let id = new_task_id();
-        let log = self.output_path(&id);
-        let prepared = std::fs::create_dir_all(log.parent().expect("a task dir"))
-            .and_then(|_| std::fs::File::create(&log).map(|_| ()));
-        let started = prepared.and_then(|_| {
-            self.runtime.start(
-                &id,
-                &user_shell(),
-                &command,
-                &workdir,
-                &log,
-                &self.exit_path(&id),
-            )
-        });
+        let id = self.new_task_dir()?;
         let now = now_text();
         let mut task = Task {
-            id,
+            id: id.clone(),
             name,
             kind,
             command,
@@ -202,22 +208,69 @@ impl Tasks {
             exit_code: None,
             created_at: now.clone(),
             finished_at: None,
-            last_activity_at: now.clone(),
+            last_activity_at: now,
             error: None,
         };
-        if let Err(e) = started {
-            tracing::warn!(task = %task.id, "could not start: {e}");
-            task.status = TaskStatus::Error;
-            task.error = Some(e.to_string());
-            task.finished_at = Some(now);
+        // Until its session exists, the reconciler must not take the task for vanished.
+        lock(&self.in_flight).insert(id.clone());
+        let inserted = self.store().insert(&task);
+        if let Err(e) = inserted {
+            lock(&self.in_flight).remove(&id);
+            let _ = std::fs::remove_dir_all(self.task_dir(&id));
+            return Err(e.into());
         }
+        let started = self.runtime.start(
+            &id,
+            &user_shell(),
+            &task.command,
+            &workdir,
+            &self.output_path(&id),
+            &self.exit_path(&id),
+        );
         let store = self.store();
-        store.insert(&task)?;
+        if let Err(e) = started {
+            tracing::warn!(task = %id, "could not start: {e}");
+            let outcome = Outcome {
+                error: Some(e.to_string()),
+                at: now_text(),
+                ..Outcome::default()
+            };
+            task = store
+                .transition(&id, TaskStatus::Running, TaskStatus::Error, &outcome)?
+                .unwrap_or(task);
+        }
         self.broker.publish(event::TASK_CREATED, to_json(&task));
         drop(store);
-        // A command that exits at once may have died before its record existed.
+        lock(&self.in_flight).remove(&id);
+        // A command that exits at once may have died before its record was published.
         self.reconcile_now.notify_one();
         Ok(task)
+    }
+
+    /// A new task id and its directory, created exclusively (private to the user), with an
+    /// empty log and exit file: an id that is taken is never reused, so no other task's
+    /// log is ever truncated.
+    fn new_task_dir(&self) -> TaskResult<String> {
+        let internal = |e: std::io::Error| TaskError::Internal(format!("task directory: {e}"));
+        loop {
+            let id = new_task_id();
+            match std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(self.task_dir(&id))
+            {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(internal(e)),
+            }
+            for file in [self.output_path(&id), self.exit_path(&id)] {
+                private_file(&file).map_err(internal)?;
+            }
+            return Ok(id);
+        }
+    }
+
+    fn task_dir(&self, id: &str) -> PathBuf {
+        self.data_dir.join("tasks").join(id)
     }
 
     /// Moves a task from one of `from` to `to` and publishes `task.status`; `None` when it
@@ -280,19 +333,28 @@ impl Tasks {
         }
     }
 
+    /// Stops a live task: its session is killed, and only once it is gone is the task
+    /// recorded as `killed` (a kill that failed leaves it live, and says so).
     pub fn kill(&self, id: &str) -> TaskResult<Task> {
+        let task = self.get(id)?;
+        if !task.status.is_live() {
+            return Err(TaskError::Conflict(format!(
+                "task is already {}",
+                task.status.as_str()
+            )));
+        }
+        lock(&self.in_flight).insert(id.to_string());
+        let killed = self.kill_session(id);
         let outcome = Outcome {
             at: now_text(),
             ..Outcome::default()
         };
         let live = [TaskStatus::Running, TaskStatus::WaitingForInput];
-        match self.transition(id, &live, TaskStatus::Killed, outcome)? {
-            Some(task) => {
-                if let Err(e) = self.runtime.kill(id) {
-                    tracing::warn!(task = id, "kill-session: {e}");
-                }
-                Ok(task)
-            }
+        let recorded =
+            killed.and_then(|()| self.transition(id, &live, TaskStatus::Killed, outcome));
+        lock(&self.in_flight).remove(id);
+        match recorded? {
+            Some(task) => Ok(task),
             None => {
                 let task = self.get(id)?;
                 Err(TaskError::Conflict(format!(
@@ -300,6 +362,16 @@ impl Tasks {
                     task.status.as_str()
                 )))
             }
+        }
+    }
+
+    /// Kills the task's session and makes sure it is gone.
+    fn kill_session(&self, id: &str) -> TaskResult<()> {
+        match self.runtime.kill(id) {
+            Err(e) if self.runtime.has_session(id).unwrap_or(true) => Err(TaskError::Unavailable(
+                format!("could not stop the task (it is still running): {e}"),
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -318,7 +390,7 @@ impl Tasks {
             to_json(&Deleted { id: id.to_string() }),
         );
         drop(store);
-        let _ = std::fs::remove_dir_all(self.data_dir.join("tasks").join(id));
+        let _ = std::fs::remove_dir_all(self.task_dir(id));
         Ok(())
     }
 
@@ -330,19 +402,24 @@ impl Tasks {
     pub fn reconcile(&self, ask_tmux: bool) -> TaskResult<Pass> {
         let mut pass = Pass::default();
         let live = self.store().list_live()?;
-        if live.is_empty() {
-            return Ok(pass);
-        }
         let panes = if ask_tmux {
-            let panes = self
-                .runtime
-                .list_panes()
-                .map_err(|e| TaskError::Internal(e.to_string()))?;
-            self.note_pane_sizes(&panes);
-            Some(panes)
+            let panes = self.panes_seen_twice()?;
+            if let Some(panes) = &panes {
+                self.note_pane_sizes(panes);
+                self.sweep_orphans(panes)?;
+            }
+            panes
         } else {
             None
         };
+        let in_flight = lock(&self.in_flight).clone();
+        let live: Vec<Task> = live
+            .into_iter()
+            .filter(|t| !in_flight.contains(&t.id))
+            .collect();
+        if live.is_empty() {
+            return Ok(pass);
+        }
         let now = SystemTime::now();
         let mut finished_sessions = Vec::new();
         for task in live {
@@ -414,9 +491,64 @@ impl Tasks {
         Ok(pass)
     }
 
+    /// The panes tmux lists, an empty list only when no tmux server has run on two passes in
+    /// a row, `None` when this pass must not conclude anything (tmux could not be reached,
+    /// or the server seemed gone for the first time). Ending every live task is for a server
+    /// that is really gone, never for a socket that could not be reached once.
+    fn panes_seen_twice(&self) -> TaskResult<Option<HashMap<String, PaneState>>> {
+        let listing = match self.runtime.list_panes() {
+            Ok(listing) => listing,
+            Err(e) => {
+                tracing::warn!("asking tmux for the panes: {e}");
+                return Ok(None);
+            }
+        };
+        let mut suspects = lock(&self.suspects);
+        match listing {
+            Listing::Panes(panes) => {
+                suspects.no_server = false;
+                Ok(Some(panes))
+            }
+            Listing::NoServer if suspects.no_server => Ok(Some(HashMap::new())),
+            Listing::NoServer => {
+                suspects.no_server = true;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Kills `tw-*` sessions that have no live task (a record deleted or ended while its
+    /// session survived), once two passes asking tmux in a row have seen them so.
+    fn sweep_orphans(&self, panes: &HashMap<String, PaneState>) -> TaskResult<()> {
+        // Read after the panes: a task whose session is in the list was recorded before it.
+        let live: HashSet<String> = self
+            .store()
+            .list_live()?
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        let in_flight = lock(&self.in_flight).clone();
+        let orphans: HashSet<String> = panes
+            .keys()
+            .filter(|id| !live.contains(*id) && !in_flight.contains(*id))
+            .cloned()
+            .collect();
+        let mut suspects = lock(&self.suspects);
+        let confirmed: Vec<String> = orphans.intersection(&suspects.orphans).cloned().collect();
+        suspects.orphans = orphans;
+        drop(suspects);
+        if !confirmed.is_empty() {
+            tracing::warn!("removing tmux sessions without a live task: {confirmed:?}");
+            if let Err(e) = self.runtime.kill_sessions(&confirmed) {
+                tracing::warn!("removing orphan sessions: {e}");
+            }
+        }
+        Ok(())
+    }
+
     /// Keeps the panes' sizes for their terminal models (a viewer may have resized one).
     fn note_pane_sizes(&self, panes: &HashMap<String, PaneState>) {
-        let mut sizes = self.pane_sizes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sizes = lock(&self.pane_sizes);
         for (id, pane) in panes {
             if pane.size.cols > 0 && pane.size.rows > 0 {
                 sizes.insert(id.clone(), pane.size);
@@ -561,4 +693,18 @@ fn parse_time(text: &str) -> Option<SystemTime> {
     DateTime::parse_from_rfc3339(text)
         .ok()
         .map(SystemTime::from)
+}
+
+/// An empty file only its owner may read (logs hold commands, prompts and output).
+fn private_file(path: &std::path::Path) -> std::io::Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

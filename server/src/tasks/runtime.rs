@@ -12,13 +12,23 @@ use super::screen::PaneSize;
 use std::{
     collections::HashMap,
     io,
+    io::Write,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::{Command, Output, Stdio},
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU32, AtomicU64, Ordering},
         Arc,
     },
 };
+
+/// What `tmux list-panes -a` found.
+#[derive(Debug)]
+pub enum Listing {
+    /// The server answered: every taskwire pane, keyed by task id.
+    Panes(HashMap<String, PaneState>),
+    /// No tmux server runs (none started yet, or it exited or was killed).
+    NoServer,
+}
 
 /// One pane as `tmux list-panes -a` reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,6 +48,8 @@ pub struct Tmux {
     wake_file: PathBuf,
     /// Processes spawned so far: the reconciler's cost must not grow with the task count.
     spawned: Arc<AtomicU64>,
+    /// The tmux server's pid as it last told us (0: not known).
+    server_pid: Arc<AtomicU32>,
 }
 
 impl Tmux {
@@ -48,6 +60,7 @@ impl Tmux {
             config_file: data_dir.join("tmux.conf"),
             wake_file: data_dir.join("tmux-wake"),
             spawned: Arc::default(),
+            server_pid: Arc::default(),
         };
         std::fs::write(&tmux.config_file, tmux.config_text())?;
         std::fs::OpenOptions::new()
@@ -57,6 +70,7 @@ impl Tmux {
         // A tmux server left running by an earlier taskwire read an older config: apply ours.
         if tmux.server_running() {
             let _ = tmux.run(&["source-file", &path_str(&tmux.config_file)]);
+            tmux.learn_server_pid();
         }
         Ok(tmux)
     }
@@ -115,12 +129,15 @@ impl Tmux {
         exit_file: &Path,
     ) -> io::Result<()> {
         let session = Self::session_name(id);
-        let workdir = path_str(workdir);
-        let pipe = format!("exec cat >> {}", shell_quote(&path_str(log)));
+        // tmux expands formats (`#(…)` runs a command) in a start directory and in a
+        // pipe-pane command, never in the command of a pane: the workdir is reached with `cd`
+        // inside the pane's command, and our own paths in pipe-pane have `#` escaped.
+        let pipe = tmux_escape(&format!("exec cat >> {}", shell_quote(&path_str(log))));
         // Then it touches the wake file itself: tmux's pane-died hook is not reliable either
         // when tmux misses the status.
         let command = format!(
-            "{} -c {}; echo $? > {}; touch {}",
+            "cd -- {} && {} -c {}; echo $? > {}; touch {}",
+            shell_quote(&path_str(workdir)),
             shell_quote(shell),
             shell_quote(command),
             shell_quote(&path_str(exit_file)),
@@ -131,20 +148,15 @@ impl Tmux {
             .tmux()
             .args(["-f", &config])
             .args(["new-session", "-d", "-s", &session, "-x", "200", "-y", "50"])
-            .args(["-c", &workdir, "sleep 86400"])
+            .arg("sleep 86400")
             .args([";", "pipe-pane", "-t", &session, &pipe])
-            .args([
-                ";",
-                "respawn-pane",
-                "-k",
-                "-t",
-                &session,
-                "-c",
-                &workdir,
-                &command,
-            ])
+            .args([";", "respawn-pane", "-k", "-t", &session, &command])
             .output()?;
-        check(out)
+        check(out)?;
+        if self.running_server().is_none() {
+            self.learn_server_pid();
+        }
+        Ok(())
     }
 
     /// The command line of a tmux client attached to the task's session (a terminal
@@ -157,11 +169,35 @@ impl Tmux {
             .collect()
     }
 
-    /// Types `text` literally, then Enter when `submit`.
+    /// Types `text` exactly as given, then Enter when `submit`. The text goes through a
+    /// paste buffer loaded from stdin: `send-keys` arguments are parsed by tmux (a trailing
+    /// `;` ends the command, and a long one is "command too long").
     pub fn send_input(&self, id: &str, text: &str, submit: bool) -> io::Result<()> {
         let session = Self::session_name(id);
         if !text.is_empty() {
-            self.run(&["send-keys", "-t", &session, "-l", "--", text])?;
+            static NEXT: AtomicU64 = AtomicU64::new(0);
+            let buffer = format!("tw-input-{}", NEXT.fetch_add(1, Ordering::Relaxed));
+            let mut child = self
+                .tmux()
+                .args(["load-buffer", "-b", &buffer, "-"])
+                .args([
+                    ";",
+                    "paste-buffer",
+                    "-d",
+                    "-r",
+                    "-b",
+                    &buffer,
+                    "-t",
+                    &session,
+                ])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()?;
+            if let Some(mut stdin) = child.stdin.take() {
+                stdin.write_all(text.as_bytes())?;
+            }
+            check(child.wait_with_output()?)?;
         }
         if submit {
             self.run(&["send-keys", "-t", &session, "Enter"])?;
@@ -173,24 +209,51 @@ impl Tmux {
         self.run(&["kill-session", "-t", &Self::session_name(id)])
     }
 
-    /// Every taskwire pane in one tmux call, keyed by task id. An empty map when no tmux
-    /// server runs (none started yet, or someone killed it).
-    pub fn list_panes(&self) -> io::Result<HashMap<String, PaneState>> {
+    /// Every taskwire pane in one tmux call, keyed by task id, or that no tmux server runs.
+    ///
+    /// A failure to connect is not taken for a server that is gone: a `/tmp` cleaner may
+    /// have removed its socket, or the file table may be full. When the server we last saw
+    /// still runs, it is asked to recreate its socket (tmux does on `SIGUSR1`) and the call
+    /// fails, so nothing is concluded from it.
+    pub fn list_panes(&self) -> io::Result<Listing> {
         let out = self
             .tmux()
             .args(["list-panes", "-a", "-F"])
-            .arg("#{session_name}\t#{pane_dead}\t#{pane_dead_status}\t#{pane_dead_signal}\t#{pane_width}\t#{pane_height}")
+            .arg("#{pid}\t#{session_name}\t#{pane_dead}\t#{pane_dead_status}\t#{pane_dead_signal}\t#{pane_width}\t#{pane_height}")
             .output()?;
         if !out.status.success() {
-            if self.server_missing(&out) {
-                return Ok(HashMap::new());
+            let err = String::from_utf8_lossy(&out.stderr);
+            if ["no current target", "no sessions"]
+                .iter()
+                .any(|m| err.contains(m))
+            {
+                return Ok(Listing::Panes(HashMap::new()));
             }
-            return Err(tmux_error(&out));
+            if !["no server running", "error connecting"]
+                .iter()
+                .any(|m| err.contains(m))
+            {
+                return Err(tmux_error(&out));
+            }
+            return match self.running_server() {
+                Some(pid) => {
+                    tracing::error!(
+                        "cannot reach the tmux server (pid {pid}) of the tasks: {}; \
+                         asking it to recreate its socket",
+                        err.trim()
+                    );
+                    // SAFETY: a plain signal to a process we checked is our tmux server.
+                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGUSR1) };
+                    Err(tmux_error(&out))
+                }
+                None => Ok(Listing::NoServer),
+            };
         }
         let mut panes = HashMap::new();
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             let mut fields = line.split('\t');
-            let (Some(session), Some(dead), status, signal, cols, rows) = (
+            let (Some(pid), Some(session), Some(dead), status, signal, cols, rows) = (
+                fields.next(),
                 fields.next(),
                 fields.next(),
                 fields.next(),
@@ -200,6 +263,7 @@ impl Tmux {
             ) else {
                 continue;
             };
+            self.note_server_pid(pid.parse().ok());
             let Some(id) = session.strip_prefix("tw-") else {
                 continue;
             };
@@ -216,29 +280,59 @@ impl Tmux {
                 },
             );
         }
-        Ok(panes)
+        Ok(Listing::Panes(panes))
     }
 
-    pub fn has_session(&self, id: &str) -> bool {
-        self.run(&["has-session", "-t", &Self::session_name(id)])
-            .is_ok()
+    /// Whether the task's session exists; an error when tmux could not be asked.
+    pub fn has_session(&self, id: &str) -> io::Result<bool> {
+        let out = self
+            .tmux()
+            .args(["has-session", "-t", &Self::session_name(id)])
+            .output()?;
+        if out.status.success() {
+            return Ok(true);
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        if ["can't find session", "no current target", "no sessions"]
+            .iter()
+            .any(|m| err.contains(m))
+        {
+            return Ok(false);
+        }
+        if err.contains("no server running") && self.running_server().is_none() {
+            return Ok(false);
+        }
+        Err(tmux_error(&out))
+    }
+
+    /// The pid of our tmux server, asked of the server itself (at start, and after starting
+    /// a task): what tells a lost socket from a server that is gone.
+    fn learn_server_pid(&self) {
+        if let Ok(out) = self
+            .tmux()
+            .args(["display-message", "-p", "#{pid}"])
+            .output()
+        {
+            let pid = String::from_utf8_lossy(&out.stdout).trim().parse().ok();
+            self.note_server_pid(pid);
+        }
+    }
+
+    fn note_server_pid(&self, pid: Option<u32>) {
+        if let Some(pid) = pid {
+            self.server_pid.store(pid, Ordering::Relaxed);
+        }
+    }
+
+    /// The tmux server we last saw, if that process still runs.
+    fn running_server(&self) -> Option<u32> {
+        let pid = self.server_pid.load(Ordering::Relaxed);
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        (pid != 0 && comm.starts_with("tmux")).then_some(pid)
     }
 
     fn server_running(&self) -> bool {
         self.run(&["list-sessions"]).is_ok()
-    }
-
-    fn server_missing(&self, out: &Output) -> bool {
-        let err = String::from_utf8_lossy(&out.stderr);
-        // Also seen while the server exits after its last session ended.
-        [
-            "no server running",
-            "error connecting",
-            "no current target",
-            "no sessions",
-        ]
-        .iter()
-        .any(|m| err.contains(m))
     }
 
     /// Stops the whole tmux server and every task on it (tests and benches clean up with it).
@@ -249,6 +343,11 @@ impl Tmux {
     fn run(&self, args: &[&str]) -> io::Result<()> {
         check(self.tmux().args(args).output()?)
     }
+}
+
+/// `#` doubled: tmux reads it as a literal `#` where it expands formats.
+fn tmux_escape(text: &str) -> String {
+    text.replace('#', "##")
 }
 
 fn check(out: Output) -> io::Result<()> {

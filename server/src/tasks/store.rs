@@ -1,7 +1,10 @@
 //! The task records, in SQLite (WAL). Every status write is conditional on the status it
 //! replaces, so two paths that notice the same exit make one transition, not two.
 
-use std::path::Path;
+use std::{
+    os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    path::Path,
+};
 
 use app::model::{Task, TaskKind, TaskStatus};
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -25,6 +28,13 @@ const COLUMNS: &str = "id, name, kind, command, workdir, status, exit_code, crea
 
 impl Store {
     pub fn open(path: &Path) -> rusqlite::Result<Store> {
+        // Created private before SQLite opens it: its -wal and -shm files copy its mode.
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // With WAL, NORMAL is still crash-safe for the database; it only may lose the last

@@ -54,6 +54,11 @@ impl Fixture {
         adjust(&mut config);
         TestServer::start(config).await
     }
+
+    /// A server with connection limits of the test's choosing.
+    pub async fn serve_limited(&self, adjust: impl FnOnce(&mut server::Limits)) -> TestServer {
+        TestServer::start_limited(self.config(), adjust).await
+    }
 }
 
 impl Drop for Fixture {
@@ -74,6 +79,15 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(config: Config) -> TestServer {
+        Self::start_limited(config, |_| {}).await
+    }
+
+    pub async fn start_limited(
+        config: Config,
+        adjust: impl FnOnce(&mut server::Limits),
+    ) -> TestServer {
+        let mut limits = server::Limits::new(config.heartbeat());
+        adjust(&mut limits);
         let leptos = LeptosOptions::builder().output_name("taskwire").build();
         let state = AppState::open(config, leptos).expect("server state");
         let reconciler = Some(state.spawn_reconciler());
@@ -81,7 +95,7 @@ impl TestServer {
         let addr = listener.local_addr().unwrap();
         let shutdown = state.shutdown.clone();
         let router = app(state.clone());
-        let server = tokio::spawn(server::serve(listener, router, shutdown));
+        let server = tokio::spawn(server::serve_with(listener, router, shutdown, limits));
         TestServer {
             base: format!("http://{addr}"),
             client: Client::new(),
