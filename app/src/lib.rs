@@ -80,6 +80,10 @@ fn Header() -> impl IntoView {
             </A>
             <nav class="top-actions">
                 <A href="/new" attr:class="button primary">"New task"</A>
+                // A form, so signing out works before hydration too.
+                <form class="sign-out" method="post" action="/logout">
+                    <button class="button" type="submit">"Sign out"</button>
+                </form>
             </nav>
             <ConnectionBadge/>
         </header>

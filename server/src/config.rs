@@ -50,6 +50,11 @@ pub struct Config {
     /// Open event streams allowed at once; more get `503`.
     #[arg(long, env = "TASKWIRE_MAX_SUBSCRIBERS", default_value_t = 10_000)]
     pub max_subscribers: usize,
+
+    /// Host names the server answers to, besides localhost and the listen address (a
+    /// request naming another host is refused: DNS rebinding). Comma-separated; `*` for any.
+    #[arg(long, env = "TASKWIRE_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Config {
@@ -67,6 +72,7 @@ impl Config {
             reconcile_secs: 5,
             replay: 1024,
             max_subscribers: 10_000,
+            allowed_hosts: Vec::new(),
         }
     }
 
@@ -104,6 +110,25 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The host names requests may name (lowercase, without port): localhost, the loopback
+    /// addresses, the listen address, and `TASKWIRE_ALLOWED_HOSTS`. `None` allows any.
+    pub fn host_names(&self) -> Option<Vec<String>> {
+        if self.allowed_hosts.iter().any(|h| h.trim() == "*") {
+            return None;
+        }
+        let listen = match self.addr.ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        let names = ["localhost", "127.0.0.1", "[::1]", &listen]
+            .into_iter()
+            .map(str::to_string)
+            .chain(self.allowed_hosts.iter().map(|h| h.trim().to_lowercase()))
+            .filter(|h| !h.is_empty())
+            .collect();
+        Some(names)
     }
 
     pub fn heartbeat(&self) -> Duration {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use axum::{
     extract::{DefaultBodyLimit, FromRef},
     middleware,
-    routing::get,
+    routing::{get, post},
     Router,
 };
 use events::{broker, sse::EventStreams};
@@ -35,6 +35,9 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub tasks: Arc<tasks::Tasks>,
     pub token: Arc<str>,
+    pub sessions: Arc<http::sessions::Sessions>,
+    /// The host names requests may name; `None` for any (see `Config::host_names`).
+    pub host_names: Option<Arc<[String]>>,
     pub leptos: LeptosOptions,
     /// Cancelled on SIGINT/SIGTERM: every stream ends at once.
     pub shutdown: CancellationToken,
@@ -69,13 +72,17 @@ impl AppState {
         let lock = lock_data_dir(&data_dir)?;
         let token = auth::load_or_create_token(config.token.as_deref(), &data_dir)?;
         let store = store::Store::open(&data_dir.join("taskwire.db"))?;
+        let sessions = http::sessions::Sessions::open(&data_dir.join("taskwire.db"))?;
         let runtime = runtime::Tmux::new(&config.tmux_socket, &data_dir)?;
         let broker = broker::Broker::new(config.replay, config.max_subscribers);
+        let host_names = config.host_names();
         let tasks = tasks::Tasks::new(store, runtime, broker, data_dir, config.idle_waiting());
         Ok(AppState {
             config: Arc::new(config),
             tasks: Arc::new(tasks),
             token: token.into(),
+            sessions: Arc::new(sessions),
+            host_names: host_names.map(Into::into),
             leptos,
             shutdown: CancellationToken::new(),
             _lock: Arc::new(lock),
@@ -151,7 +158,8 @@ pub fn app(state: AppState) -> Router {
         .compress_when(DefaultPredicate::new().and(NotForContentType::new("text/event-stream")));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/login", get(auth::login))
+        .route("/login", get(auth::login_link).post(auth::login_form))
+        .route("/logout", post(auth::logout))
         .merge(protected)
         .leptos_routes(&state, routes, {
             let options = leptos_options.clone();
@@ -163,5 +171,9 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(api::MAX_BODY_BYTES))
         .layer(compression)
         .merge(streams)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            http::guard::host_and_framing,
+        ))
         .with_state(state)
 }

@@ -47,7 +47,7 @@ async fn stalled_request_heads_are_closed_at_the_deadline_while_others_are_serve
     let mut stalled = Vec::new();
     for head in [
         "G",
-        "GET /api/events HTTP/1.1\r\nHost: x\r\n",
+        "GET /api/events HTTP/1.1\r\nHost: localhost\r\n",
         "GET /healthz HTTP/1.1\r\n",
     ] {
         for _ in 0..20 {
@@ -83,7 +83,7 @@ async fn a_full_server_answers_503_at_once_and_serves_again_when_a_slot_frees() 
     let started = Instant::now();
     let mut extra = TcpStream::connect(address(&server)).await.unwrap();
     extra
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
     let mut answer = String::new();
@@ -119,8 +119,9 @@ async fn an_event_stream_whose_reader_stops_reading_is_closed_and_its_slot_freed
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(2048).unwrap();
     let mut stream = socket.connect(address(&server)).await.unwrap();
-    let head =
-        format!("GET /api/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n");
+    let head = format!(
+        "GET /api/events HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+    );
     stream.write_all(head.as_bytes()).await.unwrap();
     let metrics = server.state.tasks.broker.metrics.clone();
     let open = || {
@@ -387,4 +388,102 @@ async fn settings_out_of_range_are_refused_at_start() {
         .expect("refused")
         .to_string();
     assert!(error.contains("TASKWIRE_HEARTBEAT_SECS"), "{error}");
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Signs in through the form (a POST) and returns the `name=value` of the session cookie.
+async fn sign_in(server: &common::TestServer) -> String {
+    let res = no_redirects()
+        .post(server.url("/login"))
+        .form(&[("token", TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_redirection(), "{}", res.status());
+    let cookie = res.headers()["set-cookie"].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_string()
+}
+
+async fn list_with_cookie(server: &common::TestServer, cookie: &str) -> StatusCode {
+    no_redirects()
+        .get(server.url("/api/tasks"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_not_the_token_and_signing_out_revokes_it() {
+    let fixture = Fixture::new();
+    let server = fixture.serve().await;
+    let session = sign_in(&server).await;
+    assert!(
+        !session.contains(TOKEN),
+        "the cookie carries the token: {session}"
+    );
+    assert_eq!(list_with_cookie(&server, &session).await, StatusCode::OK);
+    let token_as_cookie = format!("taskwire_session={TOKEN}");
+    assert_eq!(
+        list_with_cookie(&server, &token_as_cookie).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // A cookie planted by another page on this host comes first; ours still counts.
+    let planted = format!("taskwire_session=planted; {session}");
+    assert_eq!(list_with_cookie(&server, &planted).await, StatusCode::OK);
+
+    let out = no_redirects()
+        .post(server.url("/logout"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert!(out.status().is_redirection());
+    assert!(out.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+    assert_eq!(
+        list_with_cookie(&server, &session).await,
+        StatusCode::UNAUTHORIZED,
+        "a revoked session no longer signs in"
+    );
+}
+
+#[tokio::test]
+async fn pages_refuse_framing_and_requests_for_foreign_hosts() {
+    let fixture = Fixture::new();
+    let server = fixture.serve().await;
+    let res = reqwest::get(server.url("/healthz")).await.unwrap();
+    assert_eq!(
+        res.headers()["content-security-policy"],
+        "frame-ancestors 'none'"
+    );
+    let port = address(&server).port();
+    let ask = |host: String| {
+        let server = &server;
+        async move {
+            server
+                .request(Method::GET, "/api/tasks")
+                .header("host", host)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let foreign = ask(format!("evil.example:{port}")).await;
+    assert_eq!(foreign.status(), StatusCode::MISDIRECTED_REQUEST);
+    let body: serde_json::Value = foreign.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("evil.example"));
+    assert_eq!(
+        ask(format!("localhost:{port}")).await.status(),
+        StatusCode::OK
+    );
 }

@@ -9,7 +9,7 @@ pub fn SignIn() -> impl IntoView {
         <section class="card sign-in">
             <h1>"Sign in"</h1>
             <p>"Paste the token that taskwire printed when it started (it is also in the data directory, in " <code>"token"</code> ")."</p>
-            <form method="get" action="/login">
+            <form method="post" action="/login">
                 <label for="token">"Token"</label>
                 <input id="token" name="token" type="password" autocomplete="current-password" required/>
                 <button class="button primary" type="submit">"Sign in"</button>

@@ -1,11 +1,12 @@
-//! Auth: a bearer token, or the session cookie that `/login?token=` sets. EventSource cannot
+//! Auth: a bearer token, or the session cookie that signing in sets (a session id of its
+//! own, see `sessions`, never the token). EventSource cannot
 //! send headers, so the browser relies on the cookie; a change made with the cookie alone
 //! must carry `X-Taskwire: 1`, which a cross-site page cannot send without CORS.
 
 use std::{io::Write, path::Path};
 
 use axum::{
-    extract::{Query, Request, State},
+    extract::{Form, Query, Request, State},
     http::{header, HeaderMap, Method, StatusCode},
     middleware::Next,
     response::{IntoResponse, Redirect, Response},
@@ -15,7 +16,7 @@ use serde::Deserialize;
 
 use crate::AppState;
 
-use super::error::error_response;
+use super::{error::error_response, sessions};
 
 pub const COOKIE: &str = "taskwire_session";
 pub const CSRF_HEADER: &str = "x-taskwire";
@@ -48,23 +49,28 @@ enum Credential {
     Cookie,
 }
 
-fn credential(headers: &HeaderMap, token: &str) -> Option<Credential> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if bearer.is_some_and(|b| constant_time_eq(b.trim(), token)) {
-        return Some(Credential::Bearer);
-    }
-    let cookie = headers
+/// The values of every cookie named `taskwire_session`: a page on the same host may have
+/// planted one of its own (with a longer path, so it comes first), and ours must still count.
+fn session_cookies(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value);
-    if cookie.is_some_and(|c| constant_time_eq(c, token)) {
+        .filter(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.trim())
+}
+
+fn credential(headers: &HeaderMap, state: &AppState) -> Option<Credential> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if bearer.is_some_and(|b| constant_time_eq(b.trim(), &state.token)) {
+        return Some(Credential::Bearer);
+    }
+    if session_cookies(headers).any(|id| state.sessions.is_valid(id)) {
         return Some(Credential::Cookie);
     }
     None
@@ -72,7 +78,7 @@ fn credential(headers: &HeaderMap, token: &str) -> Option<Credential> {
 
 /// Middleware for `/api/*` and `/metrics`.
 pub async fn require_auth(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match credential(request.headers(), &state.token) {
+    match credential(request.headers(), &state) {
         None => error_response(StatusCode::UNAUTHORIZED, "missing or wrong credentials"),
         Some(Credential::Cookie)
             if !matches!(*request.method(), Method::GET | Method::HEAD)
@@ -92,22 +98,49 @@ pub async fn require_auth(State(state): State<AppState>, request: Request, next:
 }
 
 #[derive(Deserialize)]
-pub struct LoginQuery {
+pub struct LoginForm {
     token: Option<String>,
 }
 
-/// `GET /login?token=…`: sets the session cookie and goes to the dashboard.
-pub async fn login(State(state): State<AppState>, Query(query): Query<LoginQuery>) -> Response {
-    match query.token {
-        Some(token) if constant_time_eq(token.trim(), &state.token) => {
+/// `GET /login?token=…`, the link printed at start.
+pub async fn login_link(State(state): State<AppState>, Query(form): Query<LoginForm>) -> Response {
+    sign_in(&state, form.token.as_deref())
+}
+
+/// `POST /login` with `token=…`: the sign-in form (a POST, so the token stays out of the
+/// browser's history).
+pub async fn login_form(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
+    sign_in(&state, form.token.as_deref())
+}
+
+/// Checks the token, starts a session and goes to the dashboard.
+fn sign_in(state: &AppState, token: Option<&str>) -> Response {
+    if !token.is_some_and(|t| constant_time_eq(t.trim(), &state.token)) {
+        return error_response(StatusCode::UNAUTHORIZED, "wrong or missing token");
+    }
+    match state.sessions.create() {
+        Ok(id) => {
             let cookie = format!(
-                "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age=31536000",
-                state.token
+                "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+                sessions::LIFETIME.as_secs()
             );
             ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
         }
-        _ => error_response(StatusCode::UNAUTHORIZED, "wrong or missing token"),
+        Err(e) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("could not start a session: {e}"),
+        ),
     }
+}
+
+/// `POST /logout`: revokes the sessions the browser holds and drops the cookie. (The cookie
+/// is SameSite=Strict, so another site cannot sign a person out.)
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    for id in session_cookies(&headers) {
+        let _ = state.sessions.revoke(id);
+    }
+    let cookie = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
 }
 
 fn constant_time_eq(a: &str, b: &str) -> bool {

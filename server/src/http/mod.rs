@@ -5,6 +5,8 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod guard;
 pub mod metrics;
 pub mod serve;
+pub mod sessions;
 pub mod streams;

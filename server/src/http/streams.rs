@@ -22,7 +22,10 @@ use app::model::{event, is_valid_task_id, OutputChunk};
 
 use crate::{
     events::{event::to_json, sse::no_caching_or_buffering},
-    tasks::output::{plain_text, read_from, utf8_complete_len, READ_MAX},
+    tasks::{
+        output::{plain_text, read_from, utf8_complete_len, READ_MAX},
+        TaskError,
+    },
     AppState,
 };
 
@@ -90,11 +93,12 @@ pub async fn output_stream(
             // Read the terminal flag before the file, so the last read sees all output.
             let lookup = id.clone();
             let tasks_now = tasks.clone();
-            let terminal = tokio::task::spawn_blocking(move || tasks_now.get(&lookup))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .is_none_or(|t| t.status.is_terminal());
+            // Finished, or deleted; a database that failed this once says neither.
+            let terminal = match tokio::task::spawn_blocking(move || tasks_now.get(&lookup)).await {
+                Ok(Ok(task)) => task.status.is_terminal(),
+                Ok(Err(TaskError::NotFound)) => true,
+                Ok(Err(_)) | Err(_) => false,
+            };
             let mut drained = true;
             if let Ok(bytes) = read_from(&path, offset).await {
                 drained = bytes.len() < READ_MAX;

@@ -110,13 +110,28 @@ impl Screen {
     /// that holds only spaces and the borders of a box is left out, and a row's own borders
     /// are cut off (a full-screen program's menu in a box reads as the menu).
     pub fn tail(&self, lines: usize) -> String {
-        let shown = self.visible_rows();
-        let kept: Vec<&str> = shown
-            .iter()
-            .map(|row| row.trim_matches(|c: char| c.is_whitespace() || is_box_drawing(c)))
-            .filter(|row| !row.is_empty())
-            .collect();
-        kept[kept.len().saturating_sub(lines)..].join("\n")
+        let screen = self.parser.screen();
+        let PaneSize { cols, rows } = self.size();
+        let says_something = |c: char| !c.is_whitespace() && !is_box_drawing(c);
+        let mut kept = Vec::with_capacity(lines);
+        // From the bottom up, and a row is read into text only once one of its cells says
+        // something: most rows of most screens are blank, and this runs for every live task.
+        for row in (0..rows).rev() {
+            if kept.len() == lines {
+                break;
+            }
+            let written = (0..cols).any(|col| {
+                screen.cell(row, col).is_some_and(|cell| {
+                    cell.has_contents() && cell.contents().chars().any(says_something)
+                })
+            });
+            if written {
+                let text = screen.contents_between(row, 0, row, cols);
+                kept.push(text.trim_matches(|c: char| !says_something(c)).to_string());
+            }
+        }
+        kept.reverse();
+        kept.join("\n")
     }
 
     /// The last `lines` lines of the scrollback and the screen (blank rows below the last
