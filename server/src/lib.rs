@@ -36,6 +36,10 @@ pub struct AppState {
     pub tasks: Arc<tasks::Tasks>,
     pub token: Arc<str>,
     pub sessions: Arc<http::sessions::Sessions>,
+    /// The live tails, computed once for every open tails stream.
+    pub tails: Arc<tasks::tails::TailsHub>,
+    /// Open output, tails and terminal streams, capped at `TASKWIRE_MAX_SUBSCRIBERS`.
+    pub stream_slots: Arc<events::slots::StreamSlots>,
     /// The host names requests may name; `None` for any (see `Config::host_names`).
     pub host_names: Option<Arc<[String]>>,
     pub leptos: LeptosOptions,
@@ -76,12 +80,16 @@ impl AppState {
         let runtime = runtime::Tmux::new(&config.tmux_socket, &data_dir)?;
         let broker = broker::Broker::new(config.replay, config.max_subscribers);
         let host_names = config.host_names();
+        let stream_slots = events::slots::StreamSlots::new(config.max_subscribers);
         let tasks = tasks::Tasks::new(store, runtime, broker, data_dir, config.idle_waiting());
+        let tasks = Arc::new(tasks);
         Ok(AppState {
             config: Arc::new(config),
-            tasks: Arc::new(tasks),
+            tails: tasks::tails::TailsHub::new(tasks.clone()),
+            tasks,
             token: token.into(),
             sessions: Arc::new(sessions),
+            stream_slots,
             host_names: host_names.map(Into::into),
             leptos,
             shutdown: CancellationToken::new(),

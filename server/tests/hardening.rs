@@ -487,3 +487,45 @@ async fn pages_refuse_framing_and_requests_for_foreign_hosts() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn output_tails_and_terminal_streams_are_counted_and_capped() {
+    let fixture = Fixture::new();
+    let server = fixture.serve_with(|c| c.max_subscribers = 2).await;
+    let task = server.create(json!({"command": "sleep 600"})).await;
+    let first = server
+        .request(Method::GET, "/api/tails/stream")
+        .send()
+        .await
+        .unwrap();
+    let second = server
+        .request(
+            Method::GET,
+            &format!("/api/tasks/{}/output/stream", task.id),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.status(), second.status()),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    let third = server
+        .request(Method::GET, "/api/tails/stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(third.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(third.headers().contains_key("retry-after"));
+    drop((first, second));
+    wait_until("the slots to be freed", SOON, || {
+        server.state.stream_slots.open() == 0
+    })
+    .await;
+    let again = server
+        .request(Method::GET, "/api/tails/stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+}

@@ -85,6 +85,15 @@ pub enum Following {
     },
 }
 
+impl Following {
+    /// Only the live feed (for a stream that needs no past events).
+    pub fn into_live(self) -> broadcast::Receiver<Arc<Event>> {
+        match self {
+            Following::Resumed { live, .. } | Following::Missed { live, .. } => live,
+        }
+    }
+}
+
 impl Broker {
     /// A broker keeping `replay` events; must be created inside a tokio runtime.
     pub fn new(replay: usize, max_subscribers: usize) -> Arc<Broker> {

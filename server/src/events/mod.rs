@@ -6,6 +6,7 @@ pub mod broker;
 pub mod connection;
 pub mod event;
 pub mod fanout;
+pub mod slots;
 pub mod sse;
 
 use axum::{

@@ -53,6 +53,12 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "resync frames sent to subscribers that fell behind.",
         broker.resyncs.load(Ordering::Relaxed),
     );
+    counter(
+        "taskwire_task_streams_open",
+        "gauge",
+        "Open output, tails and terminal streams.",
+        state.stream_slots.open() as u64,
+    );
     let terminals = &crate::terminal::METRICS;
     counter(
         "taskwire_terminal_viewers",

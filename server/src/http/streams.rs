@@ -2,12 +2,12 @@
 //! output) and `GET /api/tails/stream` (the last lines of every live task). Like
 //! `/api/events` they are served outside the compression layer.
 
-use std::{convert::Infallible, time::Duration};
+use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use async_stream::stream;
 use axum::{
     extract::{Path, Query, State},
-    http::{HeaderMap, StatusCode},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{
         sse::{Event as Frame, KeepAlive, Sse},
         IntoResponse, Response,
@@ -17,14 +17,15 @@ use axum::{
 };
 use futures::Stream;
 use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
 
 use app::model::{event, is_valid_task_id, OutputChunk};
 
 use crate::{
-    events::{event::to_json, sse::no_caching_or_buffering},
+    events::{event::to_json, slots::Slot, sse::no_caching_or_buffering},
     tasks::{
         output::{plain_text, read_from, utf8_complete_len, READ_MAX},
-        TaskError,
+        TaskError, Tasks,
     },
     AppState,
 };
@@ -59,6 +60,8 @@ pub struct OutputQuery {
 
 /// `GET /api/tasks/{id}/output/stream`: what the task printed, as `output` events whose id
 /// is the byte offset reached (a reconnect resumes there), then `end` once it is terminal.
+/// Its cost follows what changed: the log is read when it grew (its length is looked at
+/// five times a second), the record when an event about the task arrives.
 pub async fn output_stream(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -68,6 +71,10 @@ pub async fn output_stream(
     if !is_valid_task_id(&id) {
         return error_response(StatusCode::NOT_FOUND, "no such task");
     }
+    let slot = match take_slot(&state) {
+        Ok(slot) => slot,
+        Err(refused) => return refused,
+    };
     let tasks = state.tasks.clone();
     let lookup = id.clone();
     let Ok(Ok(_)) = tokio::task::spawn_blocking(move || tasks.get(&lookup)).await else {
@@ -85,35 +92,41 @@ pub async fn output_stream(
     };
     let tasks = state.tasks.clone();
     let shutdown = state.shutdown.clone();
+    // Subscribed before the first look at the record, so no change falls between the two.
+    let (_, following) = tasks.broker.follow_after(None);
+    let mut changes = following.into_live();
+    let mentions = format!("\"id\":\"{id}\"");
     let frames = stream! {
+        let _slot = slot;
         let mut offset = start;
         let mut pending = Vec::new();
         let mut ticker = tokio::time::interval(Duration::from_millis(200));
+        let mut look_at_record = true;
+        let mut terminal = false;
         loop {
-            // Read the terminal flag before the file, so the last read sees all output.
-            let lookup = id.clone();
-            let tasks_now = tasks.clone();
-            // Finished, or deleted; a database that failed this once says neither.
-            let terminal = match tokio::task::spawn_blocking(move || tasks_now.get(&lookup)).await {
-                Ok(Ok(task)) => task.status.is_terminal(),
-                Ok(Err(TaskError::NotFound)) => true,
-                Ok(Err(_)) | Err(_) => false,
-            };
+            // The record before the file, so the last read sees all output.
+            if look_at_record {
+                terminal = is_finished(&tasks, &id).await;
+                look_at_record = false;
+            }
+            let grown = std::fs::metadata(&path).is_ok_and(|m| m.len() > offset);
             let mut drained = true;
-            if let Ok(bytes) = read_from(&path, offset).await {
-                drained = bytes.len() < READ_MAX;
-                offset += bytes.len() as u64;
-                pending.extend_from_slice(&bytes);
-                let complete = utf8_complete_len(&pending);
-                if complete > 0 {
-                    let text = plain_text(&pending[..complete]);
-                    pending.drain(..complete);
-                    // The id is where a reconnect resumes: after what was sent, before
-                    // the half character still waiting.
-                    let resume_at = offset - pending.len() as u64;
-                    if !text.is_empty() {
-                        let data = to_json(&OutputChunk { text });
-                        yield Ok::<_, Infallible>(Frame::default().event("output").id(resume_at.to_string()).data(data));
+            if grown {
+                if let Ok(bytes) = read_from(&path, offset).await {
+                    drained = bytes.len() < READ_MAX;
+                    offset += bytes.len() as u64;
+                    pending.extend_from_slice(&bytes);
+                    let complete = utf8_complete_len(&pending);
+                    if complete > 0 {
+                        let text = plain_text(&pending[..complete]);
+                        pending.drain(..complete);
+                        // The id is where a reconnect resumes: after what was sent, before
+                        // the half character still waiting.
+                        let resume_at = offset - pending.len() as u64;
+                        if !text.is_empty() {
+                            let data = to_json(&OutputChunk { text });
+                            yield Ok::<_, Infallible>(Frame::default().event("output").id(resume_at.to_string()).data(data));
+                        }
                     }
                 }
             }
@@ -129,51 +142,78 @@ pub async fn output_stream(
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = ticker.tick() => {}
+                change = changes.recv() => {
+                    look_at_record = match change {
+                        Ok(change) => change.data.contains(&mentions),
+                        Err(RecvError::Lagged(_)) => true,
+                        Err(RecvError::Closed) => break,
+                    };
+                }
             }
         }
     };
     sse_response(&state, frames)
 }
 
-/// How often the tails stream looks for output that grew.
-const TAIL_EVERY: Duration = Duration::from_secs(1);
-/// Lines in a tail.
-const TAIL_LINES: usize = 3;
+/// Whether the task has finished or is gone; a database that failed this once says
+/// neither.
+async fn is_finished(tasks: &Arc<Tasks>, id: &str) -> bool {
+    let (tasks, id) = (tasks.clone(), id.to_string());
+    match tokio::task::spawn_blocking(move || tasks.get(&id)).await {
+        Ok(Ok(task)) => task.status.is_terminal(),
+        Ok(Err(TaskError::NotFound)) => true,
+        Ok(Err(_)) | Err(_) => false,
+    }
+}
 
-/// `GET /api/tails/stream`: the last lines of every live task, sent as a `tail` event
-/// whenever its output grows (all of them at first), so the task list shows live tails
-/// over one connection instead of one output stream per row. Like `/api/events` it ends
-/// after `STREAM_MAX_SECS`; the page holds it open only while it is visible.
+/// `GET /api/tails/stream`: the last lines of every live task's screen, sent as a `tail`
+/// event whenever its output grows (all of them at first), so the task list shows live
+/// tails over one connection instead of one output stream per row. Like `/api/events` it
+/// ends after `STREAM_MAX_SECS`; the page holds it open only while it is visible.
 pub async fn tails_stream(State(state): State<AppState>) -> Response {
-    let tasks = state.tasks.clone();
+    let slot = match take_slot(&state) {
+        Ok(slot) => slot,
+        Err(refused) => return refused,
+    };
     let shutdown = state.shutdown.clone();
     let lifetime = state.config.stream_max();
+    let (now, mut changes) = state.tails.subscribe();
     let frames = stream! {
-        let mut sizes = std::collections::HashMap::new();
-        let mut ticker = tokio::time::interval(TAIL_EVERY);
+        let _slot = slot;
+        for tail in now {
+            yield Ok::<_, Infallible>(Frame::default().event("tail").data(to_json(&tail)));
+        }
         let deadline = tokio::time::sleep(lifetime);
         tokio::pin!(deadline);
         loop {
-            tokio::select! {
+            let tails = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = &mut deadline => {
                     yield Ok(Frame::default().event(event::END).data(r#"{"reason":"lifetime"}"#));
                     break;
                 }
-                _ = ticker.tick() => {}
-            }
-            let tasks = tasks.clone();
-            let looked = tokio::task::spawn_blocking(move || {
-                let tails = tasks.tails_since(&mut sizes, TAIL_LINES);
-                (sizes, tails)
-            })
-            .await;
-            let Ok((seen, tails)) = looked else { break };
-            sizes = seen;
-            for tail in tails.unwrap_or_default() {
-                yield Ok::<_, Infallible>(Frame::default().event("tail").data(to_json(&tail)));
+                tails = changes.recv() => match tails {
+                    Ok(tails) => tails,
+                    // A stream this far behind gets the next change; tails are snapshots.
+                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => break,
+                },
+            };
+            for tail in tails.iter() {
+                yield Ok(Frame::default().event("tail").data(to_json(tail)));
             }
         }
     };
     sse_response(&state, frames)
+}
+
+/// A slot for one more stream, or `503` with `Retry-After` when all are taken.
+pub fn take_slot(state: &AppState) -> Result<Slot, Response> {
+    state.stream_slots.take().ok_or_else(|| {
+        let mut refused = error_response(StatusCode::SERVICE_UNAVAILABLE, "too many open streams");
+        refused
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        refused
+    })
 }

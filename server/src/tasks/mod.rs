@@ -27,6 +27,7 @@ pub mod reconciler;
 pub mod runtime;
 pub mod screen;
 pub mod store;
+pub mod tails;
 
 pub const MAX_NAME_CHARS: usize = 100;
 

@@ -94,6 +94,13 @@ async fn terminal(
     let Ok(Ok(task)) = tokio::task::spawn_blocking(move || tasks.get(&lookup)).await else {
         return refusal(StatusCode::NOT_FOUND, "no such task");
     };
+    let Some(slot) = state.stream_slots.take() else {
+        let mut refused = refusal(StatusCode::SERVICE_UNAVAILABLE, "too many open streams");
+        refused
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        return refused;
+    };
     let tasks = state.tasks.clone();
     let shutdown = state.shutdown.clone();
     let size = PaneSize {
@@ -101,6 +108,7 @@ async fn terminal(
         rows: size.rows.unwrap_or(START_SIZE.rows).clamp(2, 1000),
     };
     upgrade.on_upgrade(move |socket| async move {
+        let _slot = slot;
         METRICS.viewers.fetch_add(1, Ordering::Relaxed);
         if task.status.is_live() {
             view_live(socket, tasks, id, size, shutdown).await;
