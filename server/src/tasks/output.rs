@@ -22,44 +22,37 @@ impl Tasks {
         Ok(screen.last_lines(lines))
     }
 
-    /// The last `lines` non-blank lines on the screen of every live task whose output grew
-    /// since `sizes` (output sizes by task id, as returned by the previous call; empty at
-    /// first).
+    /// The tails (see `Screen::tail`) of every live task whose output grew since `sizes`
+    /// (log lengths by task id, as returned by the previous call; empty at first).
     pub fn tails_since(
         &self,
         sizes: &mut HashMap<String, u64>,
         lines: usize,
     ) -> TaskResult<Vec<TaskTail>> {
-        let live = self.store().list_live()?;
+        let live = self.store().live_ids()?;
         let mut grown = Vec::new();
         let mut now = HashMap::with_capacity(live.len());
-        for task in live {
-            let size = std::fs::metadata(self.output_path(&task.id)).map_or(0, |m| m.len());
-            if size > 0 && sizes.get(&task.id) != Some(&size) {
-                let text = self.screen_tail(&task.id, lines)?;
+        let mut screens = lock(&self.screens);
+        for id in live {
+            let log = self.output_path(&id);
+            let screen = screens
+                .entry(id.clone())
+                .or_insert_with(|| Screen::new(self.pane_size(&id)));
+            let size = screen.log_len(&log).map_err(reading)?;
+            if size > 0 && sizes.get(&id) != Some(&size) {
+                screen.resize(self.pane_size(&id));
+                screen.catch_up(&log).map_err(reading)?;
                 grown.push(TaskTail {
-                    id: task.id.clone(),
-                    text,
+                    id: id.clone(),
+                    text: screen.tail(lines),
                 });
             }
-            now.insert(task.id, size);
+            now.insert(id, size);
         }
         // The models of tasks that ended are let go of.
-        lock(&self.screens).retain(|id, _| now.contains_key(id));
+        screens.retain(|id, _| now.contains_key(id));
         *sizes = now;
         Ok(grown)
-    }
-
-    /// The tail of a live task's screen, from its model kept up to date with its log.
-    fn screen_tail(&self, id: &str, lines: usize) -> TaskResult<String> {
-        let size = self.pane_size(id);
-        let mut screens = lock(&self.screens);
-        let screen = screens
-            .entry(id.to_string())
-            .or_insert_with(|| Screen::new(size));
-        screen.resize(size);
-        screen.catch_up(&self.output_path(id)).map_err(reading)?;
-        Ok(screen.tail(lines))
     }
 
     /// The task's pane size as tmux last reported it, else the size panes start with.

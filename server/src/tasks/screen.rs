@@ -5,12 +5,7 @@
 //! What a screen shows comes from the end of the log, so a model never reads more than a
 //! window of it: reading a tail costs the tail, however long the log has grown.
 
-use std::{
-    fs::File,
-    io::{self, Read, Seek, SeekFrom},
-    num::NonZeroU16,
-    path::Path,
-};
+use std::{fs::File, io, num::NonZeroU16, os::unix::fs::FileExt, path::Path};
 
 /// A pane's size, in character cells.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +31,9 @@ pub struct Screen {
     parser: vt100::Parser,
     /// How far into the log the model has read.
     offset: u64,
+    /// The log, kept open between reads: a tails pass looks at every live task's log each
+    /// second, and opening it each time cost more than reading what it gained.
+    log: Option<File>,
 }
 
 impl Screen {
@@ -44,6 +42,7 @@ impl Screen {
         Screen {
             parser: parser(size, 0),
             offset: 0,
+            log: None,
         }
     }
 
@@ -56,9 +55,24 @@ impl Screen {
         let mut screen = Screen {
             parser: parser(size, scrollback),
             offset: 0,
+            log: None,
         };
         screen.read_log(log, window.clamp(16 * 1024, 4 * 1024 * 1024))?;
         Ok(screen)
+    }
+
+    /// How long `log` is now (0 while it does not exist).
+    pub fn log_len(&mut self, log: &Path) -> io::Result<u64> {
+        if self.log.is_none() {
+            match File::open(log) {
+                Ok(file) => self.log = Some(file),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+                Err(e) => return Err(e),
+            }
+        }
+        self.log
+            .as_ref()
+            .map_or(Ok(0), |file| Ok(file.metadata()?.len()))
     }
 
     /// Feeds what `log` gained since the last call (at most the last `LIVE_WINDOW` bytes).
@@ -67,12 +81,10 @@ impl Screen {
     }
 
     fn read_log(&mut self, log: &Path, window: u64) -> io::Result<()> {
-        let mut file = match File::open(log) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
+        let len = self.log_len(log)?;
+        let Some(file) = &self.log else {
+            return Ok(());
         };
-        let len = file.metadata()?.len();
         if len < self.offset || len - self.offset > window {
             // Too far behind (or the log was replaced): start over near the end.
             let size = self.size();
@@ -83,10 +95,9 @@ impl Screen {
         if len == self.offset {
             return Ok(());
         }
-        file.seek(SeekFrom::Start(self.offset))?;
-        let mut bytes = Vec::with_capacity((len - self.offset) as usize);
-        file.take(len - self.offset).read_to_end(&mut bytes)?;
-        self.offset += bytes.len() as u64;
+        let mut bytes = vec![0; (len - self.offset) as usize];
+        file.read_exact_at(&mut bytes, self.offset)?;
+        self.offset = len;
         self.parser.process(&bytes);
         Ok(())
     }
@@ -111,23 +122,22 @@ impl Screen {
     /// are cut off (a full-screen program's menu in a box reads as the menu).
     pub fn tail(&self, lines: usize) -> String {
         let screen = self.parser.screen();
-        let PaneSize { cols, rows } = self.size();
+        let rows = self.size().rows;
         let says_something = |c: char| !c.is_whitespace() && !is_box_drawing(c);
         let mut kept = Vec::with_capacity(lines);
-        // From the bottom up, and a row is read into text only once one of its cells says
-        // something: most rows of most screens are blank, and this runs for every live task.
+        // From the bottom up, row by row, until enough rows say something: this runs for
+        // every live task whose output grew, and reading every row of every screen was
+        // most of a tails pass.
         for row in (0..rows).rev() {
             if kept.len() == lines {
                 break;
             }
-            let written = (0..cols).any(|col| {
-                screen.cell(row, col).is_some_and(|cell| {
-                    cell.has_contents() && cell.contents().chars().any(says_something)
-                })
-            });
-            if written {
-                let text = screen.contents_between(row, 0, row, cols);
-                kept.push(text.trim_matches(|c: char| !says_something(c)).to_string());
+            // The row and none of the next: vt100 reaches a row this way without reading
+            // the rows before it (`rows().nth()` would draw each of them).
+            let text = screen.contents_between(row, 0, row + 1, 0);
+            let text = text.trim_matches(|c: char| !says_something(c));
+            if !text.is_empty() {
+                kept.push(text.to_string());
             }
         }
         kept.reverse();

@@ -105,6 +105,15 @@ impl Store {
         tasks
     }
 
+    /// The ids of the live tasks (a tails pass needs no more).
+    pub fn live_ids(&self) -> rusqlite::Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id FROM tasks WHERE status IN ('running', 'waiting-for-input')",
+        )?;
+        let ids = stmt.query_map([], |row| row.get(0))?.collect();
+        ids
+    }
+
     /// Moves a task from `from` to `to`; returns the new record, or `None` when the task was
     /// no longer in `from` (someone else got there first) or does not exist.
     pub fn transition(
