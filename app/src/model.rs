@@ -94,6 +94,14 @@ pub struct Task {
     pub finished_at: Option<String>,
     pub last_activity_at: String,
     pub error: Option<String>,
+    /// What the program last said about its state (`POST /api/tasks/{id}/state`), kept
+    /// until it runs again.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// A finished task the person has looked at (opened it, or dismissed it from the list).
+    /// The default list shows live tasks and finished ones not seen yet.
+    #[serde(default)]
+    pub seen: bool,
 }
 
 /// `GET /api/tasks`.
@@ -102,6 +110,34 @@ pub struct TaskList {
     pub tasks: Vec<Task>,
     /// The id of the newest event when the list was read: connect with `?since=` this.
     pub event_id: String,
+}
+
+/// What a program may say of its state: `POST /api/tasks/{id}/state`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReportedState {
+    WaitingForInput,
+    Running,
+}
+
+/// The body of `POST /api/tasks/{id}/state`. `state` may come in the query instead
+/// (`?state=waiting-for-input`), so that a hook can send the JSON its agent gave it as it
+/// is: its `message` is kept, its other fields are ignored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StateReport {
+    #[serde(default)]
+    pub state: Option<ReportedState>,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// What `TASKWIRE_NOTIFY_URL` receives on a transition to `waiting-for-input`, `failed` or
+/// `completed`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Notice {
+    pub event: String,
+    pub task: Task,
+    pub url: String,
 }
 
 /// `ready`, the first frame of every event stream.

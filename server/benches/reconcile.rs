@@ -22,13 +22,13 @@ fn main() {
     let socket = format!("twbench-{}", std::process::id());
     let tmux = Tmux::new(&socket, &data).unwrap();
     let store = Store::open(&data.join("taskwire.db")).unwrap();
-    let tasks = Tasks::new(
+    let tasks = std::sync::Arc::new(Tasks::new(
         store,
         tmux.clone(),
         Broker::new(1024, 10),
         data.clone(),
         Duration::from_secs(3600),
-    );
+    ));
 
     let started = Instant::now();
     for n in 0..TASKS {

@@ -51,6 +51,11 @@ pub struct Config {
     #[arg(long, env = "TASKWIRE_MAX_SUBSCRIBERS", default_value_t = 10_000)]
     pub max_subscribers: usize,
 
+    /// Where to POST `{"event": "task.status", "task", "url"}` when a task starts waiting for
+    /// input, fails or completes (retried with backoff; never delays anything else).
+    #[arg(long, env = "TASKWIRE_NOTIFY_URL")]
+    pub notify_url: Option<String>,
+
     /// Host names the server answers to, besides localhost and the listen address (a
     /// request naming another host is refused: DNS rebinding). Comma-separated; `*` for any.
     #[arg(long, env = "TASKWIRE_ALLOWED_HOSTS", value_delimiter = ',')]
@@ -73,6 +78,7 @@ impl Config {
             replay: 1024,
             max_subscribers: 10_000,
             allowed_hosts: Vec::new(),
+            notify_url: None,
         }
     }
 

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod events;
 pub mod http;
+pub mod notify;
 pub mod tasks;
 pub mod terminal;
 
@@ -97,6 +98,21 @@ impl AppState {
         })
     }
 
+    /// Tells the tasks where they reach this server (`TASKWIRE_URL`), and starts the
+    /// webhook of `TASKWIRE_NOTIFY_URL` if one is set. Call once the server listens.
+    pub fn listening_at(&self, addr: std::net::SocketAddr) {
+        let host = match addr.ip() {
+            ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        self.tasks
+            .set_base_url(format!("http://{host}:{}", addr.port()));
+        if let Some(url) = &self.config.notify_url {
+            notify::spawn(url.clone(), self.tasks.clone(), self.shutdown.clone());
+        }
+    }
+
     /// Starts the reconciler; it stops with `shutdown`.
     pub fn spawn_reconciler(&self) -> tokio::task::JoinHandle<()> {
         tokio::spawn(reconciler::run(
@@ -169,6 +185,7 @@ pub fn app(state: AppState) -> Router {
         .route("/login", get(auth::login_link).post(auth::login_form))
         .route("/logout", post(auth::logout))
         .merge(protected)
+        .merge(api::reports())
         .leptos_routes(&state, routes, {
             let options = leptos_options.clone();
             move || app::shell(options.clone())

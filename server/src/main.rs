@@ -21,6 +21,7 @@ async fn main() -> Result<(), server::StartError> {
     let reconciler = state.spawn_reconciler();
     let listener = server::http::serve::listen(config.addr)?;
     let addr = listener.local_addr()?;
+    state.listening_at(addr);
     println!("taskwire is listening on http://{addr}");
     println!("sign in with http://{addr}/login?token={}", state.token);
 

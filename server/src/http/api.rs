@@ -2,22 +2,29 @@
 //! on the blocking pool (tmux and SQLite calls block).
 
 use axum::{
-    extract::{rejection::JsonRejection, FromRequest, Path, Query, Request, State},
-    http::StatusCode,
-    response::IntoResponse,
+    extract::{
+        rejection::{JsonRejection, QueryRejection},
+        FromRequest, Path, Query, Request, State,
+    },
+    http::{HeaderMap, Method, StatusCode},
+    response::{IntoResponse, Response},
     routing::{get, post},
     Json, Router,
 };
 use serde::{de::DeserializeOwned, Deserialize};
+use std::sync::Arc;
 
-use app::model::{is_valid_task_id, Output};
+use app::model::{is_valid_task_id, Output, ReportedState, StateReport};
 
 use crate::{
     tasks::{NewCommand, TaskError, Tasks},
     AppState,
 };
 
-use super::error::{error_response, ApiError};
+use super::{
+    auth,
+    error::{error_response, ApiError},
+};
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -32,6 +39,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/tasks/{id}/input", post(send_input))
         .route("/tasks/{id}/kill", post(kill_task))
+        .route("/tasks/{id}/seen", post(mark_seen))
         .route("/tasks/{id}/output", get(output_tail))
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "no such route") })
 }
@@ -79,7 +87,7 @@ fn task_id(id: String) -> ApiResult<String> {
 /// Runs blocking task work (tmux, SQLite) off the async threads.
 async fn blocking<T: Send + 'static>(
     state: &AppState,
-    work: impl FnOnce(&Tasks) -> Result<T, TaskError> + Send + 'static,
+    work: impl FnOnce(&Arc<Tasks>) -> Result<T, TaskError> + Send + 'static,
 ) -> ApiResult<T> {
     let tasks = state.tasks.clone();
     tokio::task::spawn_blocking(move || work(&tasks))
@@ -196,6 +204,91 @@ async fn kill_task(
 ) -> ApiResult<impl IntoResponse> {
     let id = task_id(id)?;
     Ok(Json(blocking(&state, move |tasks| tasks.kill(&id)).await?))
+}
+
+/// The person has looked at a finished task (opened it, or dismissed it from the list).
+async fn mark_seen(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let id = task_id(id)?;
+    Ok(Json(
+        blocking(&state, move |tasks| tasks.mark_seen(&id)).await?,
+    ))
+}
+
+/// `POST /api/tasks/{id}/state`, with its full path: a task's program reports its state
+/// with its own token (`TASKWIRE_TASK_TOKEN`), which the rest of the API does not take, so
+/// this route checks its credentials itself.
+pub fn reports() -> Router<AppState> {
+    Router::new().route("/api/tasks/{id}/state", post(report_state))
+}
+
+#[derive(Deserialize)]
+struct StateQuery {
+    state: Option<ReportedState>,
+}
+
+async fn report_state(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    method: Method,
+    query: Result<Query<StateQuery>, QueryRejection>,
+    body: Result<JsonBody<StateReport>, ApiError>,
+) -> Response {
+    let Ok(id) = task_id(id) else {
+        return error_response(StatusCode::NOT_FOUND, "no such task");
+    };
+    if let Err(refused) = may_report(&state, &id, &headers, &method).await {
+        return refused;
+    }
+    let JsonBody(report) = match body {
+        Ok(body) => body,
+        Err(e) => return e.into_response(),
+    };
+    let Ok(Query(query)) = query else {
+        return error_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`state` must be waiting-for-input or running",
+        );
+    };
+    let Some(reported_state) = report.state.or(query.state) else {
+        return error_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`state` (waiting-for-input or running) is missing",
+        );
+    };
+    let reported = blocking(&state, move |tasks| {
+        tasks.report_state(&id, reported_state, report.message)
+    })
+    .await;
+    match reported {
+        Ok(task) => Json(task).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The task's own token, or what the rest of the API takes; a token of another task `403`.
+async fn may_report(
+    state: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+    method: &Method,
+) -> Result<(), Response> {
+    let bearer = auth::bearer(headers).map(str::to_string);
+    if let Some(token) = bearer.filter(|t| !auth::is_master_token(state, t)) {
+        let lookup = id.to_string();
+        return match blocking(state, move |tasks| tasks.is_task_token(&lookup, &token)).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(error_response(
+                StatusCode::FORBIDDEN,
+                "this token is not this task's token",
+            )),
+            Err(e) => Err(e.into_response()),
+        };
+    }
+    auth::check(headers, method, state)
 }
 
 async fn delete_task(

@@ -62,12 +62,21 @@ fn session_cookies(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .map(|(_, value)| value.trim())
 }
 
-fn credential(headers: &HeaderMap, state: &AppState) -> Option<Credential> {
-    let bearer = headers
+/// The token of `Authorization: Bearer …`, if one is given.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if bearer.is_some_and(|b| constant_time_eq(b.trim(), &state.token)) {
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+pub fn is_master_token(state: &AppState, token: &str) -> bool {
+    constant_time_eq(token, &state.token)
+}
+
+fn credential(headers: &HeaderMap, state: &AppState) -> Option<Credential> {
+    if bearer(headers).is_some_and(|b| is_master_token(state, b)) {
         return Some(Credential::Bearer);
     }
     if session_cookies(headers).any(|id| state.sessions.is_valid(id)) {
@@ -78,22 +87,29 @@ fn credential(headers: &HeaderMap, state: &AppState) -> Option<Credential> {
 
 /// Middleware for `/api/*` and `/metrics`.
 pub async fn require_auth(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match credential(request.headers(), &state) {
-        None => error_response(StatusCode::UNAUTHORIZED, "missing or wrong credentials"),
+    match check(request.headers(), request.method(), &state) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused,
+    }
+}
+
+/// The token or a session, and for a change made with the cookie alone the CSRF header.
+pub fn check(headers: &HeaderMap, method: &Method, state: &AppState) -> Result<(), Response> {
+    match credential(headers, state) {
+        None => Err(error_response(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong credentials",
+        )),
         Some(Credential::Cookie)
-            if !matches!(*request.method(), Method::GET | Method::HEAD)
-                && request
-                    .headers()
-                    .get(CSRF_HEADER)
-                    .and_then(|v| v.to_str().ok())
-                    != Some("1") =>
+            if !matches!(*method, Method::GET | Method::HEAD)
+                && headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()) != Some("1") =>
         {
-            error_response(
+            Err(error_response(
                 StatusCode::FORBIDDEN,
                 "a change authenticated by cookie must carry the header X-Taskwire: 1",
-            )
+            ))
         }
-        Some(_) => next.run(request).await,
+        Some(_) => Ok(()),
     }
 }
 

@@ -29,6 +29,7 @@ impl From<TaskError> for ApiError {
             TaskError::NotFound => ApiError(StatusCode::NOT_FOUND, "no such task".into()),
             TaskError::Conflict(m) => ApiError(StatusCode::CONFLICT, m),
             TaskError::Invalid(m) => ApiError(StatusCode::BAD_REQUEST, m),
+            TaskError::Unprocessable(m) => ApiError(StatusCode::UNPROCESSABLE_ENTITY, m),
             TaskError::Unavailable(m) => {
                 tracing::error!("{m}");
                 ApiError(StatusCode::SERVICE_UNAVAILABLE, m)

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use app::model::{event, Deleted, Task, TaskKind, TaskList, TaskStatus};
+use app::model::{event, Deleted, ReportedState, Task, TaskKind, TaskList, TaskStatus};
 use chrono::{DateTime, SecondsFormat, Utc};
 use rand::Rng;
 use tokio::sync::Notify;
@@ -30,6 +30,8 @@ pub mod store;
 pub mod tails;
 
 pub const MAX_NAME_CHARS: usize = 100;
+/// The longest message a program may leave on its task.
+pub const MAX_MESSAGE_CHARS: usize = 500;
 
 /// How long a dead pane may go without an exit status before it is recorded as failed.
 const UNSETTLED_LIMIT: Duration = Duration::from_secs(2);
@@ -40,6 +42,8 @@ pub enum TaskError {
     /// The request is well-formed but the task is in the wrong state for it.
     Conflict(String),
     Invalid(String),
+    /// Well-formed JSON whose values are not acceptable (`422`).
+    Unprocessable(String),
     /// A part it needs (tmux) could not do it now; nothing changed.
     Unavailable(String),
     Internal(String),
@@ -82,6 +86,8 @@ pub struct Tasks {
     screens: Mutex<HashMap<String, screen::Screen>>,
     /// Panes' sizes as tmux last reported them (viewers of a terminal may resize a pane).
     pane_sizes: Mutex<HashMap<String, screen::PaneSize>>,
+    /// This server's address as tasks reach it (`TASKWIRE_URL` in their environment).
+    base_url: Mutex<String>,
     /// Tasks whose session is being started or killed: the reconciler leaves them alone
     /// (a session not there yet, or just gone, is not one that vanished).
     in_flight: Mutex<HashSet<String>>,
@@ -115,8 +121,18 @@ impl Tasks {
             screens: Mutex::default(),
             pane_sizes: Mutex::default(),
             in_flight: Mutex::default(),
+            base_url: Mutex::new("http://127.0.0.1:3000".into()),
             suspects: Mutex::default(),
         }
+    }
+
+    /// The address tasks reach this server at, once it listens.
+    pub fn set_base_url(&self, url: String) {
+        *lock(&self.base_url) = url;
+    }
+
+    pub fn base_url(&self) -> String {
+        lock(&self.base_url).clone()
     }
 
     fn store(&self) -> MutexGuard<'_, Store> {
@@ -159,7 +175,7 @@ impl Tasks {
         Ok(self.with_observed_activity(task))
     }
 
-    pub fn create_command(&self, new: NewCommand) -> TaskResult<Task> {
+    pub fn create_command(self: &Arc<Self>, new: NewCommand) -> TaskResult<Task> {
         let command = new.command.trim().to_string();
         if command.is_empty() {
             return Err(TaskError::Invalid("`command` must not be empty".into()));
@@ -211,10 +227,18 @@ impl Tasks {
             finished_at: None,
             last_activity_at: now,
             error: None,
+            message: None,
+            seen: false,
         };
+        let token = new_token();
+        let env = [
+            ("TASKWIRE_URL", self.base_url()),
+            ("TASKWIRE_TASK_ID", id.clone()),
+            ("TASKWIRE_TASK_TOKEN", token.clone()),
+        ];
         // Until its session exists, the reconciler must not take the task for vanished.
         lock(&self.in_flight).insert(id.clone());
-        let inserted = self.store().insert(&task);
+        let inserted = self.store().insert(&task, &token);
         if let Err(e) = inserted {
             lock(&self.in_flight).remove(&id);
             let _ = std::fs::remove_dir_all(self.task_dir(&id));
@@ -225,6 +249,7 @@ impl Tasks {
             &user_shell(),
             &task.command,
             &workdir,
+            &env,
             &self.output_path(&id),
             &self.exit_path(&id),
         );
@@ -366,6 +391,72 @@ impl Tasks {
         }
     }
 
+    /// Whether `token` is the task's own token (what its program reports its state with).
+    pub fn is_task_token(&self, id: &str, token: &str) -> TaskResult<bool> {
+        let stored = self.store().task_token(id)?.ok_or(TaskError::NotFound)?;
+        Ok(stored.len() == token.len()
+            && stored
+                .bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0)
+    }
+
+    /// The program says it waits for the person, or runs again: the move is made at once
+    /// (`task.status`), or, when it is already there, the message is updated
+    /// (`task.updated`).
+    pub fn report_state(
+        &self,
+        id: &str,
+        state: ReportedState,
+        message: Option<String>,
+    ) -> TaskResult<Task> {
+        if message
+            .as_ref()
+            .is_some_and(|m| m.chars().count() > MAX_MESSAGE_CHARS)
+        {
+            return Err(TaskError::Unprocessable(format!(
+                "`message` is over {MAX_MESSAGE_CHARS} characters"
+            )));
+        }
+        let to = match state {
+            ReportedState::WaitingForInput => TaskStatus::WaitingForInput,
+            ReportedState::Running => TaskStatus::Running,
+        };
+        let from = match to {
+            TaskStatus::WaitingForInput => TaskStatus::Running,
+            _ => TaskStatus::WaitingForInput,
+        };
+        let outcome = Outcome {
+            at: now_text(),
+            message: message.clone(),
+            ..Outcome::default()
+        };
+        if let Some(task) = self.transition(id, &[from], to, outcome)? {
+            return Ok(task);
+        }
+        let store = self.store();
+        if let Some(task) = store.set_message(id, to, message.as_deref())? {
+            self.broker.publish(event::TASK_UPDATED, to_json(&task));
+            return Ok(task);
+        }
+        let task = store.get(id)?.ok_or(TaskError::NotFound)?;
+        Err(TaskError::Conflict(format!(
+            "task is {}",
+            task.status.as_str()
+        )))
+    }
+
+    /// The person has looked at a finished task: it leaves the default list.
+    pub fn mark_seen(&self, id: &str) -> TaskResult<Task> {
+        let store = self.store();
+        if let Some(task) = store.mark_seen(id)? {
+            self.broker.publish(event::TASK_UPDATED, to_json(&task));
+            return Ok(task);
+        }
+        store.get(id)?.ok_or(TaskError::NotFound)
+    }
+
     /// Kills the task's session and makes sure it is gone.
     fn kill_session(&self, id: &str) -> TaskResult<()> {
         match self.runtime.kill(id) {
@@ -454,15 +545,18 @@ impl Tasks {
                 },
                 _ => {
                     let activity = self.observed_activity(&task);
+                    let recorded =
+                        parse_time(&task.last_activity_at).unwrap_or(SystemTime::UNIX_EPOCH);
                     let quiet = now.duration_since(activity).unwrap_or_default();
-                    let to = if quiet >= self.idle_waiting {
-                        TaskStatus::WaitingForInput
-                    } else {
-                        TaskStatus::Running
+                    let to = match task.status {
+                        // Waiting (it said so, or went quiet) until it prints again: a
+                        // program that reported waiting a moment ago is not quiet for long.
+                        TaskStatus::WaitingForInput if activity > recorded => TaskStatus::Running,
+                        TaskStatus::Running if quiet >= self.idle_waiting => {
+                            TaskStatus::WaitingForInput
+                        }
+                        _ => continue,
                     };
-                    if to == task.status {
-                        continue;
-                    }
                     // Input recorded since the snapshot wins over "it has been quiet".
                     let outcome = Outcome {
                         at: time_text(activity),
@@ -583,10 +677,10 @@ impl Tasks {
 
     /// Types the prompt once the program looks ready: it has printed something and then
     /// gone quiet for a moment (or, failing that, after a few seconds).
-    fn type_prompt_when_ready(&self, id: String, prompt: String) {
-        let log = self.output_path(&id);
-        let runtime = self.runtime.clone();
+    fn type_prompt_when_ready(self: &Arc<Self>, id: String, prompt: String) {
+        let tasks = self.clone();
         tokio::task::spawn_blocking(move || {
+            let log = tasks.output_path(&id);
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
             let settle = Duration::from_millis(800);
             let mut last_len = 0;
@@ -601,10 +695,22 @@ impl Tasks {
                     break;
                 }
             }
-            if let Err(e) = runtime.send_input(&id, &prompt, true) {
+            if let Err(e) = tasks.runtime.send_input(&id, &prompt, true) {
                 tracing::warn!(task = %id, "typing the prompt: {e}");
+                tasks.tell(&id, &format!("the prompt could not be typed: {e}"));
             }
         });
+    }
+
+    /// Leaves a message on a live task for the person (what went wrong on our side).
+    fn tell(&self, id: &str, message: &str) {
+        let store = self.store();
+        for status in [TaskStatus::Running, TaskStatus::WaitingForInput] {
+            if let Ok(Some(task)) = store.set_message(id, status, Some(message)) {
+                self.broker.publish(event::TASK_UPDATED, to_json(&task));
+                return;
+            }
+        }
     }
 }
 
@@ -674,6 +780,14 @@ fn resolve_workdir(workdir: Option<&str>) -> TaskResult<PathBuf> {
 }
 
 /// Six lowercase letters and digits: short enough to type, plenty for one user's tasks.
+/// A task's own token: 32 hex digits.
+fn new_token() -> String {
+    let mut rng = rand::rng();
+    (0..32)
+        .map(|_| format!("{:x}", rng.random_range(0..16u8)))
+        .collect()
+}
+
 fn new_task_id() -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();

@@ -125,6 +125,7 @@ impl Tmux {
         shell: &str,
         command: &str,
         workdir: &Path,
+        env: &[(&str, String)],
         log: &Path,
         exit_file: &Path,
     ) -> io::Result<()> {
@@ -135,8 +136,12 @@ impl Tmux {
         let pipe = tmux_escape(&format!("exec cat >> {}", shell_quote(&path_str(log))));
         // Then it touches the wake file itself: tmux's pane-died hook is not reliable either
         // when tmux misses the status.
+        let exports: String = env
+            .iter()
+            .map(|(name, value)| format!("export {name}={}; ", shell_quote(value)))
+            .collect();
         let command = format!(
-            "cd -- {} && {} -c {}; echo $? > {}; touch {}",
+            "{exports}cd -- {} && {} -c {}; echo $? > {}; touch {}",
             shell_quote(&path_str(workdir)),
             shell_quote(shell),
             shell_quote(command),

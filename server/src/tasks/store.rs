@@ -21,10 +21,13 @@ pub struct Outcome {
     pub at: String,
     /// Only if the recorded activity is still this (input sent meanwhile wins).
     pub if_activity_was: Option<String>,
+    /// What the program said, for a move between live states (`None` clears it); a task
+    /// that finishes keeps the last thing it said.
+    pub message: Option<String>,
 }
 
 const COLUMNS: &str = "id, name, kind, command, workdir, status, exit_code, created_at, \
-                       finished_at, last_activity_at, error";
+                       finished_at, last_activity_at, error, message, seen";
 
 impl Store {
     pub fn open(path: &Path) -> rusqlite::Result<Store> {
@@ -57,12 +60,34 @@ impl Store {
             );
             CREATE INDEX IF NOT EXISTS tasks_created ON tasks (created_at);",
         )?;
+        // Columns added since the first release; older databases gain them here. Tasks that
+        // finished before count as seen.
+        for (column, definition) in [
+            ("message", "TEXT"),
+            ("seen", "INTEGER NOT NULL DEFAULT 1"),
+            ("token", "TEXT"),
+        ] {
+            let present: bool = conn.query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('tasks') WHERE name = ?1",
+                [column],
+                |row| row.get::<_, i64>(0).map(|n| n > 0),
+            )?;
+            if !present {
+                conn.execute_batch(&format!(
+                    "ALTER TABLE tasks ADD COLUMN {column} {definition}"
+                ))?;
+            }
+        }
         Ok(Store { conn })
     }
 
-    pub fn insert(&self, task: &Task) -> rusqlite::Result<()> {
+    /// Records a new task, with the token its program may report its state with.
+    pub fn insert(&self, task: &Task, token: &str) -> rusqlite::Result<()> {
         self.conn.execute(
-            &format!("INSERT INTO tasks ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+            &format!(
+                "INSERT INTO tasks ({COLUMNS}, token) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+            ),
             params![
                 task.id,
                 task.name,
@@ -75,9 +100,52 @@ impl Store {
                 task.finished_at,
                 task.last_activity_at,
                 task.error,
+                task.message,
+                task.seen,
+                token,
             ],
         )?;
         Ok(())
+    }
+
+    /// The token a task's program reports its state with.
+    pub fn task_token(&self, id: &str) -> rusqlite::Result<Option<String>> {
+        self.conn
+            .prepare_cached("SELECT token FROM tasks WHERE id = ?1")?
+            .query_row([id], |row| row.get(0))
+            .optional()
+            .map(Option::flatten)
+    }
+
+    /// Sets what the program said, for a task that is still in `status`; `None` when it
+    /// is not (or does not exist).
+    pub fn set_message(
+        &self,
+        id: &str,
+        status: TaskStatus,
+        message: Option<&str>,
+    ) -> rusqlite::Result<Option<Task>> {
+        let changed = self.conn.execute(
+            "UPDATE tasks SET message = ?3 WHERE id = ?1 AND status = ?2",
+            params![id, status.as_str(), message],
+        )?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        self.get(id)
+    }
+
+    /// Marks a finished task seen; `None` when it was already, is live, or does not exist.
+    pub fn mark_seen(&self, id: &str) -> rusqlite::Result<Option<Task>> {
+        let changed = self.conn.execute(
+            "UPDATE tasks SET seen = 1 WHERE id = ?1 AND seen = 0
+                 AND status NOT IN ('running', 'waiting-for-input')",
+            params![id],
+        )?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        self.get(id)
     }
 
     pub fn get(&self, id: &str) -> rusqlite::Result<Option<Task>> {
@@ -126,7 +194,9 @@ impl Store {
         let finished_at = to.is_terminal().then_some(outcome.at.as_str());
         let changed = self.conn.execute(
             "UPDATE tasks SET status = ?3, exit_code = ?4, error = ?5, finished_at = ?6,
-                 last_activity_at = CASE WHEN ?7 > last_activity_at THEN ?7 ELSE last_activity_at END
+                 last_activity_at = CASE WHEN ?7 > last_activity_at THEN ?7 ELSE last_activity_at END,
+                 message = CASE WHEN ?6 IS NOT NULL THEN message ELSE ?9 END,
+                 seen = CASE WHEN ?6 IS NOT NULL THEN 0 ELSE seen END
              WHERE id = ?1 AND status = ?2 AND (?8 IS NULL OR last_activity_at = ?8)",
             params![
                 id,
@@ -137,6 +207,7 @@ impl Store {
                 finished_at,
                 outcome.at,
                 outcome.if_activity_was,
+                outcome.message,
             ],
         )?;
         if changed == 0 {
@@ -184,5 +255,7 @@ fn task_from_row(row: &Row) -> rusqlite::Result<Task> {
         finished_at: row.get(8)?,
         last_activity_at: row.get(9)?,
         error: row.get(10)?,
+        message: row.get(11)?,
+        seen: row.get(12)?,
     })
 }

@@ -93,6 +93,7 @@ impl TestServer {
         let reconciler = Some(state.spawn_reconciler());
         let listener = server::http::serve::listen(([127, 0, 0, 1], 0).into()).unwrap();
         let addr = listener.local_addr().unwrap();
+        state.listening_at(addr);
         let shutdown = state.shutdown.clone();
         let router = app(state.clone());
         let server = tokio::spawn(server::serve_with(listener, router, shutdown, limits));
