@@ -111,6 +111,12 @@ pub async fn kill(id: &str) -> ApiResult<Task> {
     answer(request.send().await.map_err(network)?).await
 }
 
+/// The person has looked at a finished task.
+pub async fn mark_seen(id: &str) -> ApiResult<Task> {
+    let request = change(Request::post(&format!("/api/tasks/{id}/seen")));
+    answer(request.send().await.map_err(network)?).await
+}
+
 pub async fn delete(id: &str) -> ApiResult<()> {
     let request = change(Request::delete(&format!("/api/tasks/{id}")));
     let response = request.send().await.map_err(network)?;

@@ -15,7 +15,10 @@ use leptos_router::{
     path,
 };
 
-use crate::{components::ConnectionBadge, live::provide_live};
+use crate::{
+    components::{Bell, ConnectionBadge},
+    live::provide_live,
+};
 
 /// The HTML document the server renders around the app.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -48,6 +51,9 @@ pub fn App() -> impl IntoView {
             let _ = body.set_attribute("data-hydrated", "true");
         }
     });
+    // The favicon shows the waiting count too, for a tab among many.
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| live::shared::set_favicon(live.waiting_count()));
     let title = move || match live.waiting_count() {
         0 => "taskwire".to_string(),
         n => format!("({n}) taskwire"),
@@ -80,6 +86,7 @@ fn Header() -> impl IntoView {
             </A>
             <nav class="top-actions">
                 <A href="/new" attr:class="button primary">"New task"</A>
+                <Bell/>
                 // A form, so signing out works before hydration too.
                 <form class="sign-out" method="post" action="/logout">
                     <button class="button" type="submit">"Sign out"</button>

@@ -1,9 +1,11 @@
 //! Pieces used by more than one page or by the page frame.
 
 mod badge;
+mod bell;
 mod pill;
 mod terminal;
 
 pub use badge::ConnectionBadge;
+pub use bell::Bell;
 pub use pill::StatusPill;
 pub use terminal::Terminal;

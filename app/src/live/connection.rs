@@ -4,9 +4,9 @@
 
 use std::{cell::RefCell, time::Duration};
 
+use super::shared::SharedEvents;
 use leptos::{prelude::*, task::spawn_local};
-use wasm_bindgen::{prelude::Closure, JsCast};
-use web_sys::{EventSource, MessageEvent};
+use wasm_bindgen::prelude::Closure;
 
 use super::{Connection, Live};
 use crate::{
@@ -21,9 +21,12 @@ const MAX_BACKOFF_MS: f64 = 30_000.0;
 #[derive(Default)]
 struct State {
     live: Option<Live>,
-    source: Option<EventSource>,
-    /// Kept alive as long as `source` uses them.
-    listeners: Vec<Closure<dyn FnMut(MessageEvent)>>,
+    /// The browser's one event connection (this tab's, or the one another tab relays).
+    events: Option<SharedEvents>,
+    /// Kept alive as long as `events` uses them.
+    callbacks: Vec<Box<dyn std::any::Any>>,
+    /// Whether this tab wants the list's live tails, and where they go.
+    tails: Option<(bool, std::rc::Rc<Closure<dyn FnMut(String)>>)>,
     ticker: Option<IntervalHandle>,
     /// The newest event id seen (or the first fetch's `event_id`): the resume cursor.
     last_id: Option<String>,
@@ -61,10 +64,10 @@ pub fn open(live: Live) {
 
 pub fn close() {
     with(|s| {
-        if let Some(source) = s.source.take() {
-            source.close();
+        if let Some(events) = s.events.take() {
+            events.close();
         }
-        s.listeners.clear();
+        s.callbacks.clear();
         if let Some(ticker) = s.ticker.take() {
             ticker.clear();
         }
@@ -144,42 +147,41 @@ fn connect() {
     if live().is_none() {
         return;
     }
-    let Ok(source) = EventSource::new(&events_url()) else {
-        schedule_reconnect();
+    if let Some(events) = with(|s| s.events.clone()) {
+        // A reconnect: the tab that leads opens a new stream; the others wait for it.
+        events.connect();
         return;
-    };
-    let mut listeners = Vec::new();
-    let names = [
-        event::READY,
-        event::TASK_CREATED,
-        event::TASK_STATUS,
-        event::TASK_UPDATED,
-        event::TASK_DELETED,
-        event::RESYNC,
-        event::END,
-    ];
-    for name in names {
-        let listener = Closure::<dyn FnMut(MessageEvent)>::new(move |message: MessageEvent| {
-            on_message(name, &message);
-        });
-        let _ = source.add_event_listener_with_callback(name, listener.as_ref().unchecked_ref());
-        listeners.push(listener);
     }
-    let on_error = Closure::<dyn FnMut(MessageEvent)>::new(move |_| on_error());
-    source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-    listeners.push(on_error);
-    with(|s| {
-        if let Some(old) = s.source.replace(source) {
-            old.close();
-        }
-        s.listeners = listeners;
+    let url = Closure::<dyn FnMut() -> String>::new(events_url);
+    let on_message = Closure::<dyn FnMut(String, String, String)>::new(
+        |name: String, data: String, id: String| on_message(&name, data, id),
+    );
+    let on_error = Closure::<dyn FnMut(bool)>::new(on_error);
+    let events = SharedEvents::new(&url, &on_message, &on_error);
+    let tails = with(|s| {
+        s.events = Some(events.clone());
+        s.callbacks = vec![Box::new(url), Box::new(on_message), Box::new(on_error)];
+        s.tails.clone()
     });
+    if let Some((want, on_tail)) = tails {
+        events.follow_tails(want, &on_tail);
+    }
 }
 
-fn on_message(name: &'static str, message: &MessageEvent) {
+/// The list's live tails, from the one tails stream of the browser, while `want` (the
+/// list is shown and the tab visible).
+pub fn follow_tails(want: bool, on_tail: std::rc::Rc<Closure<dyn FnMut(String)>>) {
+    let events = with(|s| {
+        s.tails = Some((want, on_tail.clone()));
+        s.events.clone()
+    });
+    if let Some(events) = events {
+        events.follow_tails(want, &on_tail);
+    }
+}
+
+fn on_message(name: &str, data: String, id: String) {
     let Some(live) = live() else { return };
-    let data = message.data().as_string().unwrap_or_default();
-    let id = message.last_event_id();
     if !id.is_empty() {
         with(|s| s.last_id = Some(id));
     }
@@ -221,21 +223,11 @@ fn apply(live: &Live, name: &str, data: &str) {
 
 /// Any error closes the stream; a new one follows with backoff and jitter, resuming
 /// after the last id seen. Meanwhile the ticker polls.
-fn on_error() {
+/// The stream closed (`given_up` when the server refused it outright); it is reopened
+/// with backoff by the tab that leads.
+fn on_error(given_up: bool) {
     let Some(live) = live() else { return };
-    let given_up = with(|s| {
-        s.refetch_on_ready = true;
-        let given_up = s
-            .source
-            .as_ref()
-            .is_none_or(|source| source.ready_state() == EventSource::CLOSED);
-        // The listeners stay until the next connect replaces them: this code runs
-        // inside one of them.
-        if let Some(source) = s.source.take() {
-            source.close();
-        }
-        given_up
-    });
+    with(|s| s.refetch_on_ready = true);
     if given_up {
         // An HTTP error such as 401 or 503: no use waiting to say so.
         live.connection.set(Connection::Polling);

@@ -15,7 +15,9 @@ use reactive_stores::Store;
 use crate::model::TaskStatus;
 
 #[cfg(feature = "hydrate")]
-mod connection;
+pub mod connection;
+#[cfg(feature = "hydrate")]
+pub mod shared;
 mod store;
 
 pub use store::{Tasks, TasksStoreFields};
@@ -44,6 +46,11 @@ impl Connection {
 #[derive(Clone, Copy)]
 pub struct Live {
     pub store: Store<Tasks>,
+    /// The tasks' ids, newest first: what the list iterates. It changes only when a task
+    /// comes or goes, so an event about one task does not walk the list.
+    pub order: RwSignal<Vec<String>>,
+    /// The same ids as a set, to tell a new task from a known one at once.
+    ids: StoredValue<std::collections::HashSet<String>>,
     pub connection: RwSignal<Connection>,
     /// The first full fetch has arrived.
     pub loaded: RwSignal<bool>,
@@ -58,6 +65,8 @@ pub struct Live {
 pub fn provide_live() -> Live {
     let live = Live {
         store: Store::new(Tasks::default()),
+        order: RwSignal::new(Vec::new()),
+        ids: StoredValue::new(Default::default()),
         connection: RwSignal::new(Connection::Connecting),
         loaded: RwSignal::new(false),
         signed_out: RwSignal::new(false),

@@ -7,6 +7,7 @@ use leptos_router::components::A;
 use reactive_stores::Field;
 
 use crate::{
+    client,
     components::StatusPill,
     format::{duration_short, parse_ms, status_label, STALE_AFTER_MS},
     live::{use_live, Live, TasksStoreFields},
@@ -15,8 +16,21 @@ use crate::{
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Tab {
-    Running,
+    /// Live tasks, and finished ones the person has not looked at yet.
+    Active,
     All,
+}
+
+/// Whether a task belongs in the default view: it is live, or it finished unseen.
+fn is_active(task: &Task) -> bool {
+    task.status.is_live() || !task.seen
+}
+
+fn matches_filter(task: &Task, needle: &str) -> bool {
+    needle.is_empty()
+        || task.name.to_lowercase().contains(needle)
+        || task.command.to_lowercase().contains(needle)
+        || task.id.contains(needle)
 }
 
 #[component]
@@ -24,21 +38,23 @@ pub fn TaskListPage() -> impl IntoView {
     let live = use_live();
     let tails = RwSignal::new(HashMap::<String, String>::new());
     follow_tails(tails);
-    let tab = RwSignal::new(Tab::Running);
+    let tab = RwSignal::new(Tab::Active);
     let filter = RwSignal::new(String::new());
+    let needle = Memo::new(move |_| filter.get().to_lowercase());
     let tasks = live.store.tasks();
-    let running_count = move || tasks.read().iter().filter(|t| t.status.is_live()).count();
-    let all_count = move || tasks.read().len();
-    let matches = move |task: &Task| {
-        let needle = filter.get().to_lowercase();
-        let in_tab = tab.get() == Tab::All || task.status.is_live();
-        in_tab
-            && (needle.is_empty()
-                || task.name.to_lowercase().contains(&needle)
-                || task.command.to_lowercase().contains(&needle)
-                || task.id.contains(&needle))
+    // Counts walk the tasks without allocating; the rows filter themselves, so an event
+    // about one task re-renders that row only.
+    let active_count = move || tasks.read().iter().filter(|t| is_active(t)).count();
+    let all_count = move || live.order.with(Vec::len);
+    let shown = move || {
+        let needle = needle.get();
+        let all = tab.get() == Tab::All;
+        tasks
+            .read()
+            .iter()
+            .filter(|t| (all || is_active(t)) && matches_filter(t, &needle))
+            .count()
     };
-    let shown = move || tasks.read().iter().filter(|t| matches(t)).count();
     let tab_button =
         move |which: Tab, label: &'static str, count: Box<dyn Fn() -> usize + Send + Sync>| {
             view! {
@@ -57,7 +73,7 @@ pub fn TaskListPage() -> impl IntoView {
     view! {
         <section class="toolbar">
             <div role="tablist" aria-label="Which tasks">
-                {tab_button(Tab::Running, "Running", Box::new(running_count))}
+                {tab_button(Tab::Active, "Active", Box::new(active_count))}
                 {tab_button(Tab::All, "All", Box::new(all_count))}
             </div>
             <input
@@ -71,17 +87,17 @@ pub fn TaskListPage() -> impl IntoView {
         <Show when=move || live.loaded.get() fallback=|| view! { <p class="empty">"Loading tasks…"</p> }>
             <ul class="task-list" aria-label="Tasks">
                 <For
-                    each=move || tasks.into_iter().filter(move |row| matches(&row.read()))
-                    key=|row| row.read().id.clone()
-                    let:row
+                    each=move || live.order.get()
+                    key=|id| id.clone()
+                    let:id
                 >
-                    <TaskRow task=row live tails/>
+                    <TaskRow task=tasks.at_key(id) live tails tab needle/>
                 </For>
             </ul>
             <Show when=move || shown() == 0>
                 <p class="empty">
                     {move || match tab.get() {
-                        Tab::Running if filter.get().is_empty() => "Nothing is running. Start a task with “New task”.",
+                        Tab::Active if filter.get().is_empty() => "Nothing needs you. Start a task with “New task”.",
                         _ => "No tasks match.",
                     }}
                 </p>
@@ -91,44 +107,27 @@ pub fn TaskListPage() -> impl IntoView {
     .into_any()
 }
 
-/// Keeps `tails` up to date from `GET /api/tails/stream`: one connection for every row's
-/// live tail, held only while the page is visible. Browsers allow six HTTP/1.1 connections
-/// per host across all tabs, so hidden tabs keep just their event stream.
+/// Keeps `tails` up to date from `GET /api/tails/stream`: one stream for every row's live
+/// tail, and one for the whole browser (the tab that leads holds it while some tab shows
+/// the list), wanted only while this page is visible.
 fn follow_tails(tails: RwSignal<HashMap<String, String>>) {
     #[cfg(feature = "hydrate")]
     {
-        use std::{cell::RefCell, rc::Rc};
+        use std::rc::Rc;
         use wasm_bindgen::{prelude::Closure, JsCast};
-        use web_sys::{EventSource, MessageEvent};
 
-        let source: Rc<RefCell<Option<EventSource>>> = Rc::default();
-        let on_tail = Rc::new(Closure::<dyn FnMut(MessageEvent)>::new(
-            move |m: MessageEvent| {
-                let data = m.data().as_string().unwrap_or_default();
-                if let Ok(tail) = serde_json::from_str::<crate::model::TaskTail>(&data) {
-                    tails.update(|tails| {
-                        tails.insert(tail.id, tail.text);
-                    });
-                }
-            },
-        ));
-        let sync = {
-            let source = source.clone();
-            move || {
-                let mut source = source.borrow_mut();
-                let visible = !document().hidden();
-                if visible && source.is_none() {
-                    if let Ok(opened) = EventSource::new("/api/tails/stream") {
-                        let listener = (*on_tail).as_ref().unchecked_ref();
-                        let _ = opened.add_event_listener_with_callback("tail", listener);
-                        *source = Some(opened);
-                    }
-                } else if !visible {
-                    if let Some(open) = source.take() {
-                        open.close();
-                    }
-                }
+        use crate::live::connection;
+
+        let on_tail = Rc::new(Closure::<dyn FnMut(String)>::new(move |data: String| {
+            if let Ok(tail) = serde_json::from_str::<crate::model::TaskTail>(&data) {
+                tails.update(|tails| {
+                    tails.insert(tail.id, tail.text);
+                });
             }
+        }));
+        let sync = {
+            let on_tail = on_tail.clone();
+            move || connection::follow_tails(!document().hidden(), on_tail.clone())
         };
         sync();
         let on_visibility = Closure::<dyn FnMut()>::new(sync);
@@ -136,16 +135,14 @@ fn follow_tails(tails: RwSignal<HashMap<String, String>>) {
             "visibilitychange",
             on_visibility.as_ref().unchecked_ref(),
         );
-        let kept = send_wrapper::SendWrapper::new((source, on_visibility));
+        let kept = send_wrapper::SendWrapper::new((on_tail, on_visibility));
         on_cleanup(move || {
-            let (source, on_visibility) = &*kept;
+            let (on_tail, on_visibility) = &*kept;
             let _ = document().remove_event_listener_with_callback(
                 "visibilitychange",
                 on_visibility.as_ref().unchecked_ref(),
             );
-            if let Some(open) = source.borrow_mut().take() {
-                open.close();
-            }
+            connection::follow_tails(false, on_tail.clone());
         });
     }
     #[cfg(not(feature = "hydrate"))]
@@ -157,10 +154,16 @@ fn TaskRow(
     #[prop(into)] task: Field<Task>,
     live: Live,
     tails: RwSignal<HashMap<String, String>>,
+    tab: RwSignal<Tab>,
+    needle: Memo<String>,
 ) -> impl IntoView {
     let id = task.id().get_untracked();
     let href = format!("/tasks/{id}");
     let status = task.status();
+    let shown = move || {
+        let task = task.read();
+        (tab.get() == Tab::All || is_active(&task)) && matches_filter(&task, &needle.get())
+    };
     let idle_ms = move || {
         let last = parse_ms(&task.last_activity_at().get())?;
         (status.get() == TaskStatus::WaitingForInput).then(|| live.now.get() - last)
@@ -173,8 +176,21 @@ fn TaskRow(
                 .unwrap_or_default()
         }
     };
+    let unseen = move || !status.get().is_live() && !task.seen().get();
+    let dismiss = {
+        let id = id.clone();
+        move |_| {
+            let id = id.clone();
+            leptos::task::spawn_local(async move {
+                if let Err(e) = client::mark_seen(&id).await {
+                    leptos::logging::warn!("marking {id} seen: {e}");
+                }
+            });
+        }
+    };
     view! {
-        <li class="task-row" data-id=id.clone() data-status=move || status.get().as_str()>
+        <li class="task-row" class:hidden=move || !shown() data-id=id.clone()
+            data-status=move || status.get().as_str() data-unseen=move || unseen().to_string()>
             <div class="row-head">
                 <A href=href attr:class="task-name">{move || task.name().get()}</A>
                 <StatusPill status label=Signal::derive(move || status_label(&task.read()))/>
@@ -184,7 +200,12 @@ fn TaskRow(
                 {move || idle_ms().filter(|&ms| ms >= STALE_AFTER_MS).map(|_| view! {
                     <span class="pill pill-stale">"stale"</span>
                 })}
+                <Show when=unseen>
+                    <button class="dismiss" type="button" title="Mark as seen"
+                        aria-label="Mark as seen" on:click=dismiss.clone()>"✓"</button>
+                </Show>
             </div>
+            {move || task.message().get().map(|m| view! { <p class="message">{m}</p> })}
             <code class="command">{move || task.command().get()}</code>
             <Show when={
                 let tail = tail.clone();

@@ -7,7 +7,7 @@ use crate::{
     client,
     components::{StatusPill, Terminal},
     format::status_label,
-    live::{use_live, TasksStoreFields},
+    live::use_live,
     model::{Task, TaskStatus},
 };
 
@@ -16,15 +16,7 @@ pub fn TaskPage() -> impl IntoView {
     let live = use_live();
     let params = use_params_map();
     let id = move || params.read().get("id").unwrap_or_default();
-    let task = Memo::new(move |_| {
-        let id = id();
-        live.store
-            .tasks()
-            .read()
-            .iter()
-            .find(|t| t.id == id)
-            .cloned()
-    });
+    let task = Memo::new(move |_| live.task(&id()));
     view! {
         <Show
             when=move || task.get().is_some()
@@ -99,6 +91,18 @@ fn TaskDetail(id: String, task: Memo<Option<Task>>) -> impl IntoView {
             });
         }
     };
+    // Opening a finished task is looking at it: it leaves the default list, on every device.
+    Effect::new({
+        let id = id.clone();
+        move |_| {
+            if task.get().is_some_and(|t| !t.status.is_live() && !t.seen) {
+                let id = id.clone();
+                spawn_local(async move {
+                    let _ = client::mark_seen(&id).await;
+                });
+            }
+        }
+    });
     let status = Signal::derive(move || task.get().map_or(TaskStatus::Running, |t| t.status));
     let label = Signal::derive(move || task.get().map(|t| status_label(&t)).unwrap_or_default());
     view! {
@@ -115,6 +119,9 @@ fn TaskDetail(id: String, task: Memo<Option<Task>>) -> impl IntoView {
                 <dt>"Finished"</dt><dd>{get(|t| t.finished_at.clone().unwrap_or_else(|| "—".into()))}</dd>
                 <dt>"Id"</dt><dd><code>{id.clone()}</code></dd>
             </dl>
+            {move || task.get().and_then(|t| t.message).map(|m| view! {
+                <p class="message" role="status">{m}</p>
+            })}
             {move || task.get().and_then(|t| t.error).map(|e| view! { <p class="error">{e}</p> })}
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
 

@@ -1,0 +1,126 @@
+import { test, expect, Page, BrowserContext } from '@playwright/test';
+import { Taskwire, row, badge, TOKEN } from './server';
+
+let server: Taskwire;
+test.beforeEach(async () => { server = await Taskwire.start(); });
+test.afterEach(async () => { await server.dispose(); });
+
+async function openStreams(): Promise<number> {
+  const res = await fetch(`${server.url}/metrics`, { headers: { Authorization: `Bearer ${TOKEN}` } });
+  const text = await res.text();
+  return Number(/^taskwire_event_streams_open (\d+)$/m.exec(text)![1]);
+}
+
+async function leaderOf(pages: Page[]): Promise<Page> {
+  for (const page of pages) {
+    if (await page.evaluate(() => document.documentElement.dataset.eventsLeader === 'true')) return page;
+  }
+  throw new Error('no tab leads');
+}
+
+test('nine tabs share one event stream, and another tab takes over when the leader closes', async ({ browser }) => {
+  test.setTimeout(120_000);
+  const context = await browser.newContext();
+  const pages: Page[] = [];
+  for (let i = 0; i < 8; i++) {
+    const page = await context.newPage();
+    await server.open(page);
+    await expect(badge(page)).toHaveText('Live');
+    pages.push(page);
+  }
+  const ninth = await context.newPage();
+  await server.open(ninth);
+  await expect(badge(ninth)).toHaveText('Live');
+  pages.push(ninth);
+  const first = await server.create('sleep 600', 'seen by all nine');
+  for (const page of pages) await expect(row(page, first.id)).toBeVisible();
+  await expect.poll(openStreams).toBe(1);
+
+  const leader = await leaderOf(pages);
+  await leader.close();
+  const rest = pages.filter((p) => p !== leader);
+  await expect.poll(async () => {
+    try { await leaderOf(rest); return true; } catch { return false; }
+  }, { timeout: 5_000 }).toBe(true);
+  const second = await server.create('sleep 600', 'after the handover');
+  for (const page of rest) await expect(row(page, second.id)).toBeVisible();
+  await expect.poll(openStreams).toBe(1);
+  await context.close();
+});
+
+/** Pages of this context report themselves hidden, and record notifications. */
+async function awayWithSpy(context: BrowserContext) {
+  await context.addInitScript(() => {
+    Object.defineProperty(document, 'visibilityState', { get: () => 'hidden' });
+    Object.defineProperty(document, 'hidden', { get: () => true });
+    const shown: { title: string; body?: string; tag?: string }[] = [];
+    (window as any).shownNotifications = shown;
+    class SpyNotification {
+      static permission = 'granted';
+      static requestPermission() { return Promise.resolve('granted'); }
+      onclick: (() => void) | null = null;
+      constructor(title: string, options: { body?: string; tag?: string } = {}) {
+        shown.push({ title, body: options.body, tag: options.tag });
+      }
+      close() {}
+    }
+    (window as any).Notification = SpyNotification;
+  });
+}
+
+async function allShown(pages: Page[]) {
+  const lists = await Promise.all(pages.map((p) => p.evaluate(() => (window as any).shownNotifications)));
+  return lists.flat();
+}
+
+test('with no tab in view, a task that starts waiting gives one notification per browser', async ({ browser }) => {
+  const context = await browser.newContext();
+  await awayWithSpy(context);
+  const pages: Page[] = [];
+  for (let i = 0; i < 3; i++) {
+    const page = await context.newPage();
+    await server.open(page);
+    await expect(badge(page)).toHaveText('Live');
+    pages.push(page);
+  }
+  const task = await server.create('sleep 600', 'deploy');
+  for (const page of pages) await expect(row(page, task.id)).toBeVisible();
+  const { status } = await server.api('POST', `/api/tasks/${task.id}/state`, {
+    state: 'waiting-for-input', message: 'Deploy to production?',
+  });
+  expect(status).toBe(200);
+  for (const page of pages) {
+    await expect(row(page, task.id).locator('.message')).toHaveText('Deploy to production?');
+  }
+  await expect.poll(() => allShown(pages)).toHaveLength(1);
+  const [shown] = await allShown(pages);
+  expect(shown).toEqual({ title: 'deploy', body: 'Deploy to production?', tag: `taskwire-${task.id}` });
+  // The page's title and favicon count it.
+  await expect(pages[0]).toHaveTitle('(1) taskwire');
+  const icon = await pages[0].locator('link[rel=icon]').getAttribute('href');
+  expect(decodeURIComponent(icon!)).toContain('>1</text>');
+  await context.close();
+});
+
+test('a task that finished while no tab was open stays in view until it is opened', async ({ page }) => {
+  const task = await server.create('echo done; exit 2', 'finished unseen');
+  await expect.poll(async () => (await server.api('GET', `/api/tasks/${task.id}`)).json.status).toBe('failed');
+  await server.open(page);
+  await expect(row(page, task.id)).toBeVisible();
+  await expect(row(page, task.id)).toHaveAttribute('data-unseen', 'true');
+  await row(page, task.id).getByRole('link').click();
+  await expect(page.locator('.detail-head').getByTestId('status')).toHaveText('failed 2');
+  await expect.poll(async () => (await server.api('GET', `/api/tasks/${task.id}`)).json.seen).toBe(true);
+  await page.getByRole('link', { name: 'taskwire' }).click();
+  await expect(row(page, task.id)).toBeHidden();
+  await page.getByRole('tab', { name: /All/ }).click();
+  await expect(row(page, task.id)).toBeVisible();
+});
+
+test('a finished task is dismissed from the list with its check mark', async ({ page }) => {
+  const task = await server.create('exit 0', 'dismiss me');
+  await expect.poll(async () => (await server.api('GET', `/api/tasks/${task.id}`)).json.status).toBe('completed');
+  await server.open(page);
+  await row(page, task.id).getByRole('button', { name: 'Mark as seen' }).click();
+  await expect(row(page, task.id)).toBeHidden();
+});
