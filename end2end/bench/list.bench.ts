@@ -22,7 +22,7 @@ async function perEvent(tasks: number): Promise<number> {
     }
     if (rows.length) {
       const sql = `INSERT INTO tasks (id,name,kind,command,workdir,status,exit_code,created_at,finished_at,last_activity_at,error,message,seen) VALUES ${rows.join(',')};`;
-      execFileSync('sqlite3', [path.join(server.dataDir, 'taskwire.db'), sql]);
+      execFileSync('sqlite3', [path.join(server.dataDir, 'taskwire.db')], { input: sql });
     }
     return await measure(server, live.id, tasks);
   } finally {
@@ -43,18 +43,24 @@ async function measure(server: Taskwire, id: string, tasks: number): Promise<num
   await expect(page.locator('.task-row')).toHaveCount(tasks, { timeout: 60_000 });
   const cdp = await page.context().newCDPSession(page);
   await cdp.send('Performance.enable');
-  const taskDuration = async () => {
+  const metric = async (name: string) => {
     const { metrics } = await cdp.send('Performance.getMetrics');
-    return metrics.find((m: { name: string }) => m.name === 'TaskDuration')!.value as number;
+    return metrics.find((m: { name: string }) => m.name === name)!.value as number;
   };
+  const taskDuration = () => metric('TaskDuration');
+  const parts = async () => Promise.all(['ScriptDuration', 'LayoutDuration', 'RecalcStyleDuration'].map(metric));
   await page.waitForTimeout(1000);
   const before = await taskDuration();
+  const partsBefore = await parts();
   for (let i = 0; i < EVENTS; i++) {
     await server.api('PATCH', `/api/tasks/${id}`, { name: `renamed ${i}` });
   }
   await expect(row(page, id).getByRole('link')).toHaveText(`renamed ${EVENTS - 1}`);
   await page.waitForTimeout(500);
   const after = await taskDuration();
+  const partsAfter = await parts();
+  const per = partsAfter.map((v, i) => (((v - partsBefore[i]) * 1000) / EVENTS).toFixed(3));
+  console.log(`  ${tasks} tasks: script ${per[0]} ms, layout ${per[1]} ms, style ${per[2]} ms per event`);
   await browser.close();
   return ((after - before) * 1000) / EVENTS;
 }

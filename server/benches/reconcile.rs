@@ -5,10 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use server::{
-    events::broker::Broker,
-    tasks::{runtime::Tmux, store::Store, NewCommand, Tasks},
-};
+use server::tasks::{runtime::Tmux, Tasks};
+
+mod common;
 
 const TASKS: usize = 1000;
 const PASSES: usize = 30;
@@ -16,37 +15,15 @@ const PASSES: usize = 30;
 fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let _guard = runtime.enter();
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_path_buf();
-    std::fs::create_dir_all(data.join("tasks")).unwrap();
-    let socket = format!("twbench-{}", std::process::id());
-    let tmux = Tmux::new(&socket, &data).unwrap();
-    let store = Store::open(&data.join("taskwire.db")).unwrap();
-    let tasks = std::sync::Arc::new(Tasks::new(
-        store,
-        tmux.clone(),
-        Broker::new(1024, 10),
-        data.clone(),
-        Duration::from_secs(3600),
-    ));
-
     let started = Instant::now();
-    for n in 0..TASKS {
-        tasks
-            .create_command(NewCommand {
-                command: "sleep 3600".into(),
-                name: Some(format!("bench {n}")),
-                workdir: None,
-                prompt: None,
-            })
-            .unwrap();
-    }
+    let (bench, _) = common::with_sleeping_tasks("reconcile", TASKS);
+    let (tasks, tmux) = (&bench.tasks, &bench.tmux);
     eprintln!("started {TASKS} tmux sessions in {:.1?}", started.elapsed());
 
     // A first pass settles everything (no transitions are expected: all are running).
     tasks.reconcile(true).unwrap();
     for ask_tmux in [false, true] {
-        measure(&tasks, &tmux, ask_tmux);
+        measure(tasks, tmux, ask_tmux);
     }
     tmux.kill_server();
 }

@@ -9,10 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use server::{
-    events::broker::Broker,
-    tasks::{runtime::Tmux, store::Store, NewCommand, Tasks},
-};
+mod common;
 
 const TASKS: usize = 1000;
 /// Passes while the screens fill up, then as many with full screens (the steady state of
@@ -22,32 +19,8 @@ const PASSES: usize = 30;
 fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let _guard = runtime.enter();
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_path_buf();
-    std::fs::create_dir_all(data.join("tasks")).unwrap();
-    let socket = format!("twbench-tails-{}", std::process::id());
-    let tmux = Tmux::new(&socket, &data).unwrap();
-    let store = Store::open(&data.join("taskwire.db")).unwrap();
-    let tasks = std::sync::Arc::new(Tasks::new(
-        store,
-        tmux.clone(),
-        Broker::new(1024, 10),
-        data.clone(),
-        Duration::from_secs(3600),
-    ));
-    let ids: Vec<String> = (0..TASKS)
-        .map(|n| {
-            tasks
-                .create_command(NewCommand {
-                    command: "sleep 3600".into(),
-                    name: Some(format!("bench {n}")),
-                    workdir: None,
-                    prompt: None,
-                })
-                .unwrap()
-                .id
-        })
-        .collect();
+    let (bench, ids) = common::with_sleeping_tasks("tails", TASKS);
+    let (tasks, tmux) = (&bench.tasks, &bench.tmux);
 
     let rss_before = rss_kib();
     let mut sizes = HashMap::new();

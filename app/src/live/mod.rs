@@ -12,15 +12,13 @@
 use leptos::prelude::*;
 use reactive_stores::Store;
 
-use crate::model::TaskStatus;
-
 #[cfg(feature = "hydrate")]
 pub mod connection;
 #[cfg(feature = "hydrate")]
 pub mod shared;
 mod store;
 
-pub use store::{Tasks, TasksStoreFields};
+pub use store::{Counts, Tasks, TasksStoreFields};
 
 /// What the header badge shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +47,9 @@ pub struct Live {
     /// The tasks' ids, newest first: what the list iterates. It changes only when a task
     /// comes or goes, so an event about one task does not walk the list.
     pub order: RwSignal<Vec<String>>,
+    /// How many tasks wait, and how many the default list shows, kept up to date by each
+    /// patch: recounting every task for every event would make its cost grow with them.
+    pub counts: RwSignal<Counts>,
     /// The same ids as a set, to tell a new task from a known one at once.
     ids: StoredValue<std::collections::HashSet<String>>,
     pub connection: RwSignal<Connection>,
@@ -66,6 +67,7 @@ pub fn provide_live() -> Live {
     let live = Live {
         store: Store::new(Tasks::default()),
         order: RwSignal::new(Vec::new()),
+        counts: RwSignal::new(Counts::default()),
         ids: StoredValue::new(Default::default()),
         connection: RwSignal::new(Connection::Connecting),
         loaded: RwSignal::new(false),
@@ -103,12 +105,8 @@ pub fn use_live() -> Live {
 }
 
 impl Live {
+    /// Tasks waiting for the person (kept by the store's patches, not counted per read).
     pub fn waiting_count(&self) -> usize {
-        self.store
-            .tasks()
-            .read()
-            .iter()
-            .filter(|t| t.status == TaskStatus::WaitingForInput)
-            .count()
+        self.counts.with(|c| c.waiting)
     }
 }

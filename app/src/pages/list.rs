@@ -44,11 +44,14 @@ pub fn TaskListPage() -> impl IntoView {
     let tasks = live.store.tasks();
     // Counts walk the tasks without allocating; the rows filter themselves, so an event
     // about one task re-renders that row only.
-    let active_count = move || tasks.read().iter().filter(|t| is_active(t)).count();
+    let active_count = move || live.counts.with(|c| c.active);
     let all_count = move || live.order.with(Vec::len);
     let shown = move || {
         let needle = needle.get();
         let all = tab.get() == Tab::All;
+        if needle.is_empty() {
+            return if all { all_count() } else { active_count() };
+        }
         tasks
             .read()
             .iter()
