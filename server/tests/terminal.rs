@@ -350,3 +350,29 @@ async fn the_tail_of_a_menu_in_a_box_is_the_menu() {
     let tail: Value = tails.wait_for("tail", SOON).await.json();
     assert_eq!(tail["text"], json!("> 1. Yes\n2. No"));
 }
+
+#[tokio::test]
+async fn a_viewer_that_stops_reading_slows_neither_the_task_nor_other_viewers() {
+    let fixture = Fixture::new();
+    let server = fixture.serve().await;
+    let go = fixture.dir.path().join("go");
+    let script = format!(
+        "while [ ! -e {} ]; do sleep 0.05; done; head -c 5000000 /dev/zero | tr '\\0' x; echo; echo END-MARK; sleep 600",
+        go.display()
+    );
+    let task = server.create(json!({ "command": script })).await;
+    // This one reads nothing from here on.
+    let _stalled = open_ok(&server, &task.id).await;
+    let mut reading = open_ok(&server, &task.id).await;
+    wait_until("both viewers to attach", SOON, || {
+        clients(&fixture.socket, &task.id) == 2
+    })
+    .await;
+    std::fs::write(&go, "").unwrap();
+    let log = output_log(&fixture.data_dir(), &task.id);
+    wait_until("the task to print all of it", SOON, || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("END-MARK"))
+    })
+    .await;
+    read_until(&mut reading, "END-MARK").await;
+}
