@@ -1,4 +1,6 @@
 import { test, expect, Page, BrowserContext } from '@playwright/test';
+import { execFileSync } from 'child_process';
+import * as path from 'path';
 import { Taskwire, row, badge, TOKEN } from './server';
 
 let server: Taskwire;
@@ -123,4 +125,27 @@ test('a finished task is dismissed from the list with its check mark', async ({ 
   await server.open(page);
   await row(page, task.id).getByRole('button', { name: 'Mark as seen' }).click();
   await expect(row(page, task.id)).toBeHidden();
+});
+
+test('a long list draws its newest 200 rows, and more on request', async ({ page }) => {
+  const rows = [];
+  for (let i = 0; i < 250; i++) {
+    const id = `old${String(i).padStart(5, '0')}`;
+    rows.push(`('${id}','old ${i}','command','true','/tmp','completed',0,` +
+      `'2026-01-01T00:00:00.000Z','2026-01-01T00:00:01.000Z','2026-01-01T00:00:01.000Z',NULL,NULL,0)`);
+  }
+  const sql = `INSERT INTO tasks (id,name,kind,command,workdir,status,exit_code,created_at,finished_at,last_activity_at,error,message,seen) VALUES ${rows.join(',')};`;
+  execFileSync('sqlite3', [path.join(server.dataDir, 'taskwire.db')], { input: sql });
+  const live = await server.create('sleep 600', 'newest');
+  await server.open(page);
+  await expect(row(page, live.id)).toBeVisible();
+  await expect(page.locator('.task-row')).toHaveCount(200);
+  // A filter searches every task, drawn or not.
+  await page.getByLabel('Filter tasks').fill('old 249');
+  await expect(row(page, 'old00249')).toBeVisible();
+  await page.getByLabel('Filter tasks').fill('');
+  await expect(page.locator('.task-row')).toHaveCount(200);
+  await page.getByRole('button', { name: /Show more \(51 older\)/ }).click();
+  await expect(page.locator('.task-row')).toHaveCount(251);
+  await expect(page.getByRole('button', { name: /Show more/ })).toHaveCount(0);
 });

@@ -18,7 +18,7 @@ pub mod connection;
 pub mod shared;
 mod store;
 
-pub use store::{Counts, Tasks, TasksStoreFields};
+pub use store::{is_active, Tasks, TasksStoreFields};
 
 /// What the header badge shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,9 +47,10 @@ pub struct Live {
     /// The tasks' ids, newest first: what the list iterates. It changes only when a task
     /// comes or goes, so an event about one task does not walk the list.
     pub order: RwSignal<Vec<String>>,
-    /// How many tasks wait, and how many the default list shows, kept up to date by each
-    /// patch: recounting every task for every event would make its cost grow with them.
-    pub counts: RwSignal<Counts>,
+    /// The ids of the tasks the default list shows, and how many tasks wait: kept by the
+    /// patches, since recounting every task for every event would cost more with each.
+    pub active: RwSignal<std::collections::HashSet<String>>,
+    pub waiting: RwSignal<usize>,
     /// The same ids as a set, to tell a new task from a known one at once.
     ids: StoredValue<std::collections::HashSet<String>>,
     pub connection: RwSignal<Connection>,
@@ -67,7 +68,8 @@ pub fn provide_live() -> Live {
     let live = Live {
         store: Store::new(Tasks::default()),
         order: RwSignal::new(Vec::new()),
-        counts: RwSignal::new(Counts::default()),
+        active: RwSignal::new(Default::default()),
+        waiting: RwSignal::new(0),
         ids: StoredValue::new(Default::default()),
         connection: RwSignal::new(Connection::Connecting),
         loaded: RwSignal::new(false),
@@ -107,6 +109,6 @@ pub fn use_live() -> Live {
 impl Live {
     /// Tasks waiting for the person (kept by the store's patches, not counted per read).
     pub fn waiting_count(&self) -> usize {
-        self.counts.with(|c| c.waiting)
+        self.waiting.get()
     }
 }

@@ -1,6 +1,10 @@
 //! The keyed store of tasks and the patches that change it. An event changes one task by
 //! its key: only the fields that differ notify, so its cost does not grow with the number
-//! of tasks. Only a task that comes or goes changes `Live::order`.
+//! of tasks. `Live::order` changes only when a task comes or goes, `Live::active` only when
+//! a task enters or leaves the default view, and the waiting count only when a task starts
+//! or stops waiting.
+
+use std::collections::HashSet;
 
 use leptos::prelude::*;
 use reactive_stores::{Patch, Store};
@@ -8,65 +12,37 @@ use reactive_stores::{Patch, Store};
 use super::Live;
 use crate::model::{Task, TaskStatus};
 
-/// What the header and the list's tabs count.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counts {
-    pub waiting: usize,
-    /// Live tasks, and finished ones not seen yet: the default list.
-    pub active: usize,
-}
-
-impl Counts {
-    fn of(tasks: &[Task]) -> Counts {
-        let mut counts = Counts::default();
-        for task in tasks {
-            counts.add(task, 1);
-        }
-        counts
-    }
-
-    fn add(&mut self, task: &Task, sign: isize) {
-        let step = |n: &mut usize, yes: bool| {
-            if yes {
-                *n = n.saturating_add_signed(sign);
-            }
-        };
-        step(
-            &mut self.waiting,
-            task.status == TaskStatus::WaitingForInput,
-        );
-        step(&mut self.active, task.status.is_live() || !task.seen);
-    }
-}
-
 #[derive(Clone, Debug, Default, Store)]
 pub struct Tasks {
     #[store(key: String = |task| task.id.clone())]
     pub tasks: Vec<Task>,
 }
 
+/// Whether a task belongs in the default view: it is live, or it finished unseen.
+pub fn is_active(task: &Task) -> bool {
+    task.status.is_live() || !task.seen
+}
+
+fn is_waiting(task: &Task) -> bool {
+    task.status == TaskStatus::WaitingForInput
+}
+
 impl Live {
     pub fn upsert(&self, task: Task) {
         let id = task.id.clone();
         if self.ids.with_value(|ids| ids.contains(&id)) {
-            let field = self.store.tasks().at_key(id);
-            let before = field.with_untracked(|old| {
-                let mut counts = Counts::default();
-                counts.add(old, 1);
-                counts
-            });
-            let mut after = Counts::default();
-            after.add(&task, 1);
-            if before != after {
-                self.counts.update(|c| {
-                    c.waiting = c.waiting + after.waiting - before.waiting;
-                    c.active = c.active + after.active - before.active;
-                });
-            }
+            let field = self.store.tasks().at_key(id.clone());
+            let (was_active, was_waiting) =
+                field.with_untracked(|old| (is_active(old), is_waiting(old)));
+            self.note(
+                &id,
+                (was_active, is_active(&task)),
+                (was_waiting, is_waiting(&task)),
+            );
             field.patch(task);
             return;
         }
-        self.counts.update(|c| c.add(&task, 1));
+        self.note(&id, (false, is_active(&task)), (false, is_waiting(&task)));
         // Newest first, as the server lists them.
         self.store.tasks().write().insert(0, task);
         self.ids.update_value(|ids| {
@@ -80,15 +56,9 @@ impl Live {
             return;
         }
         let field = self.store.tasks().at_key(id.to_string());
-        let gone = field.with_untracked(|task| {
-            let mut counts = Counts::default();
-            counts.add(task, 1);
-            counts
-        });
-        self.counts.update(|c| {
-            c.waiting -= gone.waiting;
-            c.active -= gone.active;
-        });
+        let (was_active, was_waiting) =
+            field.with_untracked(|old| (is_active(old), is_waiting(old)));
+        self.note(id, (was_active, false), (was_waiting, false));
         self.store.tasks().write().retain(|t| t.id != id);
         self.ids.update_value(|ids| {
             ids.remove(id);
@@ -96,12 +66,42 @@ impl Live {
         self.order.update(|order| order.retain(|known| known != id));
     }
 
+    /// Keeps the default view's ids and the waiting count, touching them only when a task
+    /// enters or leaves either: (before, after) of each.
+    fn note(&self, id: &str, active: (bool, bool), waiting: (bool, bool)) {
+        match active {
+            (false, true) => self.active.update(|set| {
+                set.insert(id.to_string());
+            }),
+            (true, false) => self.active.update(|set| {
+                set.remove(id);
+            }),
+            _ => {}
+        }
+        match waiting {
+            (false, true) => self.waiting.update(|n| *n += 1),
+            (true, false) => self.waiting.update(|n| *n = n.saturating_sub(1)),
+            _ => {}
+        }
+    }
+
     /// A full list from the server, patched in by key: only what changed re-renders.
     pub fn replace_all(&self, tasks: Vec<Task>) {
         let order: Vec<String> = tasks.iter().map(|t| t.id.clone()).collect();
         self.ids.set_value(order.iter().cloned().collect());
-        self.counts.set(Counts::of(&tasks));
+        let active: HashSet<String> = tasks
+            .iter()
+            .filter(|t| is_active(t))
+            .map(|t| t.id.clone())
+            .collect();
+        let waiting = tasks.iter().filter(|t| is_waiting(t)).count();
         self.store.tasks().patch(tasks);
+        if self.active.with_untracked(|known| *known != active) {
+            self.active.set(active);
+        }
+        if self.waiting.get_untracked() != waiting {
+            self.waiting.set(waiting);
+        }
         if self.order.with_untracked(|known| *known != order) {
             self.order.set(order);
         }

@@ -10,7 +10,7 @@ use crate::{
     client,
     components::StatusPill,
     format::{duration_short, parse_ms, status_label, STALE_AFTER_MS},
-    live::{use_live, Live, TasksStoreFields},
+    live::{is_active, use_live, Live, TasksStoreFields},
     model::{Task, TaskStatus, TaskStoreFields},
 };
 
@@ -21,10 +21,9 @@ enum Tab {
     All,
 }
 
-/// Whether a task belongs in the default view: it is live, or it finished unseen.
-fn is_active(task: &Task) -> bool {
-    task.status.is_live() || !task.seen
-}
+/// Rows drawn at first, and added by each "Show more": a browser lays out and paints every
+/// row it holds, so a list of thousands would cost thousands on every change.
+const PAGE: usize = 200;
 
 fn matches_filter(task: &Task, needle: &str) -> bool {
     needle.is_empty()
@@ -42,15 +41,41 @@ pub fn TaskListPage() -> impl IntoView {
     let filter = RwSignal::new(String::new());
     let needle = Memo::new(move |_| filter.get().to_lowercase());
     let tasks = live.store.tasks();
-    // Counts walk the tasks without allocating; the rows filter themselves, so an event
-    // about one task re-renders that row only.
-    let active_count = move || live.counts.with(|c| c.active);
+    let limit = RwSignal::new(PAGE);
+    let active_count = move || live.active.with(|active| active.len());
     let all_count = move || live.order.with(Vec::len);
+    let in_view = move || match tab.get() {
+        Tab::All => all_count(),
+        Tab::Active => active_count(),
+    };
+    // The ids of the rows drawn: the view's newest `limit`, or all of it while filtering.
+    // It changes when a task comes, goes, or enters or leaves the view; an event about one
+    // task re-renders that row only.
+    let drawn = Memo::new(move |_| {
+        let all = tab.get() == Tab::All;
+        let most = if needle.get().is_empty() {
+            limit.get()
+        } else {
+            usize::MAX
+        };
+        live.order.with(|order| {
+            live.active.with(|active| {
+                order
+                    .iter()
+                    .filter(|id| all || active.contains(*id))
+                    .take(most)
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+        })
+    });
+    let more = move || in_view().saturating_sub(drawn.with(Vec::len));
+    let has_more = move || more() > 0 && needle.get().is_empty();
     let shown = move || {
         let needle = needle.get();
         let all = tab.get() == Tab::All;
         if needle.is_empty() {
-            return if all { all_count() } else { active_count() };
+            return in_view();
         }
         tasks
             .read()
@@ -90,13 +115,18 @@ pub fn TaskListPage() -> impl IntoView {
         <Show when=move || live.loaded.get() fallback=|| view! { <p class="empty">"Loading tasks…"</p> }>
             <ul class="task-list" aria-label="Tasks">
                 <For
-                    each=move || live.order.get()
+                    each=move || drawn.get()
                     key=|id| id.clone()
                     let:id
                 >
                     <TaskRow task=tasks.at_key(id) live tails tab needle/>
                 </For>
             </ul>
+            <Show when=has_more>
+                <button class="button more" type="button" on:click=move |_| limit.update(|l| *l += PAGE)>
+                    "Show more (" {more} " older)"
+                </button>
+            </Show>
             <Show when=move || shown() == 0>
                 <p class="empty">
                     {move || match tab.get() {
