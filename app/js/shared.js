@@ -183,7 +183,7 @@ export class SharedEvents {
 const PREFS = 'taskwire.notify';
 const KINDS = { 'waiting-for-input': 'waiting', failed: 'failed', completed: 'completed' };
 
-export function notificationPrefs() {
+function notificationPrefs() {
   try {
     return { waiting: true, failed: true, completed: true, ...JSON.parse(localStorage.getItem(PREFS) || '{}') };
   } catch {
@@ -191,18 +191,18 @@ export function notificationPrefs() {
   }
 }
 
-export function setNotificationPref(kind, on) {
+function setNotificationPref(kind, on) {
   const prefs = notificationPrefs();
   prefs[kind] = on;
   localStorage.setItem(PREFS, JSON.stringify(prefs));
 }
 
-export function notificationPermission() {
+function notificationPermission() {
   return typeof Notification === 'function' ? Notification.permission : 'unsupported';
 }
 
 // Asks for permission; only ever called from a click.
-export async function askNotificationPermission() {
+async function askNotificationPermission() {
   if (typeof Notification !== 'function') return 'unsupported';
   return Notification.requestPermission();
 }
@@ -231,10 +231,6 @@ function notifyIfAway(data, visibleTabs) {
   };
 }
 
-export function notificationPref(kind) {
-  return notificationPrefs()[kind] !== false;
-}
-
 // The favicon shows how many tasks wait for the person, for a tab among many.
 export function setFavicon(waiting) {
   const link = document.querySelector('link[rel=icon]');
@@ -245,4 +241,55 @@ export function setFavicon(waiting) {
       + `font-weight='700' text-anchor='middle' fill='white'>${waiting > 9 ? '9+' : waiting}</text>`;
   const svg = `<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 32 32'>${mark}</svg>`;
   link.setAttribute('href', `data:image/svg+xml,${encodeURIComponent(svg)}`);
+}
+
+const HINTS = {
+  granted: 'Shown when no taskwire tab is in view.',
+  denied: "Notifications are blocked for this site in the browser's settings.",
+  unsupported: 'This browser cannot show notifications.',
+  default: 'Notifications are off in this browser.',
+};
+const KIND_LABELS = [['waiting', 'Waits for you'], ['failed', 'Failed'], ['completed', 'Completed']];
+
+// The bell's panel: the permission (asked for only on a click) and the kinds wanted.
+export function toggleBell(button) {
+  const open = button.parentElement.querySelector('.bell-panel');
+  if (open) {
+    open.remove();
+    button.setAttribute('aria-expanded', 'false');
+    return;
+  }
+  const panel = document.createElement('div');
+  panel.className = 'bell-panel';
+  panel.setAttribute('role', 'dialog');
+  panel.setAttribute('aria-label', 'Notifications');
+  const render = () => {
+    const permission = notificationPermission();
+    const hint = document.createElement('p');
+    hint.className = 'hint';
+    hint.textContent = HINTS[permission] || HINTS.default;
+    panel.replaceChildren(hint);
+    if (permission === 'default') {
+      const allow = document.createElement('button');
+      allow.type = 'button';
+      allow.className = 'button primary';
+      allow.textContent = 'Allow notifications';
+      allow.onclick = () => askNotificationPermission().then(render);
+      panel.append(allow);
+    }
+    const prefs = notificationPrefs();
+    for (const [kind, text] of KIND_LABELS) {
+      const label = document.createElement('label');
+      label.className = 'pref';
+      const box = document.createElement('input');
+      box.type = 'checkbox';
+      box.checked = prefs[kind];
+      box.onchange = () => setNotificationPref(kind, box.checked);
+      label.append(box, text);
+      panel.append(label);
+    }
+  };
+  render();
+  button.after(panel);
+  button.setAttribute('aria-expanded', 'true');
 }

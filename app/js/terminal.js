@@ -145,6 +145,26 @@ export class TerminalHandle {
   }
 }
 
-export function openTerminal(element, path) {
-  return new TerminalHandle(element, path);
+// The key row: label, the name `sendKey` knows it by, and what a screen reader says.
+const KEY_ROW = [
+  ['Esc', 'esc', 'Escape'], ['Tab', 'tab', 'Tab'], ['⇤', 'shift-tab', 'Shift-Tab'],
+  ['↑', 'up', 'Up'], ['↓', 'down', 'Down'], ['←', 'left', 'Left'], ['→', 'right', 'Right'],
+  ['⏎', 'enter', 'Enter'], ['^C', 'ctrl-c', 'Ctrl-C'],
+];
+
+// Opens the task's terminal in `element`, with the keys phone keyboards lack in `keyRow`.
+export function openTerminal(element, path, keyRow) {
+  const handle = new TerminalHandle(element, path);
+  keyRow.replaceChildren(...KEY_ROW.map(([label, name, spoken]) => {
+    const key = document.createElement('button');
+    key.type = 'button';
+    key.className = 'key';
+    key.textContent = label;
+    key.setAttribute('aria-label', spoken);
+    // Pressing a key must not take the focus (and a phone's keyboard) away.
+    key.addEventListener('pointerdown', (event) => event.preventDefault());
+    key.addEventListener('click', () => handle.sendKey(name));
+    return key;
+  }));
+  return handle;
 }

@@ -111,10 +111,15 @@ pub async fn kill(id: &str) -> ApiResult<Task> {
     answer(request.send().await.map_err(network)?).await
 }
 
-/// The person has looked at a finished task.
-pub async fn mark_seen(id: &str) -> ApiResult<Task> {
-    let request = change(Request::post(&format!("/api/tasks/{id}/seen")));
-    answer(request.send().await.map_err(network)?).await
+/// The person has looked at a finished task (sent in the background; the change comes
+/// back as an event).
+pub fn mark_seen_soon(id: String) {
+    leptos::task::spawn_local(async move {
+        let request = change(Request::post(&format!("/api/tasks/{id}/seen")));
+        if let Err(e) = request.send().await {
+            leptos::logging::warn!("marking {id} seen: {e}");
+        }
+    });
 }
 
 pub async fn delete(id: &str) -> ApiResult<()> {

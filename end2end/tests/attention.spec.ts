@@ -95,6 +95,11 @@ test('with no tab in view, a task that starts waiting gives one notification per
     await expect(row(page, task.id).locator('.message')).toHaveText('Deploy to production?');
   }
   await expect.poll(() => allShown(pages)).toHaveLength(1);
+  // The bell keeps which kinds are wanted.
+  await pages[0].getByRole('button', { name: 'Notifications' }).click();
+  await expect(pages[0].getByRole('dialog', { name: 'Notifications' })).toContainText('Shown when no taskwire tab is in view.');
+  await pages[0].getByLabel('Completed').uncheck();
+  expect(await pages[0].evaluate(() => JSON.parse(localStorage.getItem('taskwire.notify')!).completed)).toBe(false);
   const [shown] = await allShown(pages);
   expect(shown).toEqual({ title: 'deploy', body: 'Deploy to production?', tag: `taskwire-${task.id}` });
   // The page's title and favicon count it.

@@ -24,22 +24,11 @@ extern "C" {
     #[wasm_bindgen(method)]
     pub fn close(this: &SharedEvents);
 
-    /// Whether the person wants notices of this kind (`waiting`, `failed`, `completed`).
-    #[wasm_bindgen(js_name = notificationPref)]
-    pub fn notification_pref(kind: &str) -> bool;
+    /// Opens or closes the bell's panel under `button`.
+    #[wasm_bindgen(js_name = toggleBell)]
+    pub fn toggle_bell(button: &web_sys::HtmlElement);
 
     /// The favicon with the waiting count.
     #[wasm_bindgen(js_name = setFavicon)]
     pub fn set_favicon(waiting: usize);
-
-    #[wasm_bindgen(js_name = setNotificationPref)]
-    pub fn set_notification_pref(kind: &str, on: bool);
-
-    /// `granted`, `denied`, `default` or `unsupported`.
-    #[wasm_bindgen(js_name = notificationPermission)]
-    pub fn notification_permission() -> String;
-
-    /// Asks the person (call it from a click only); resolves with the answer.
-    #[wasm_bindgen(js_name = askNotificationPermission)]
-    pub fn ask_notification_permission() -> js_sys::Promise;
 }

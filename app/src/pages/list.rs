@@ -212,14 +212,7 @@ fn TaskRow(
     let unseen = move || !status.get().is_live() && !task.seen().get();
     let dismiss = {
         let id = id.clone();
-        move |_| {
-            let id = id.clone();
-            leptos::task::spawn_local(async move {
-                if let Err(e) = client::mark_seen(&id).await {
-                    leptos::logging::warn!("marking {id} seen: {e}");
-                }
-            });
-        }
+        move |_| client::mark_seen_soon(id.clone())
     };
     view! {
         <li class="task-row" class:hidden=move || !shown() data-id=id.clone()

@@ -96,10 +96,7 @@ fn TaskDetail(id: String, task: Memo<Option<Task>>) -> impl IntoView {
         let id = id.clone();
         move |_| {
             if task.get().is_some_and(|t| !t.status.is_live() && !t.seen) {
-                let id = id.clone();
-                spawn_local(async move {
-                    let _ = client::mark_seen(&id).await;
-                });
+                client::mark_seen_soon(id.clone());
             }
         }
     });
