@@ -279,9 +279,9 @@ async fn may_report(
     let bearer = auth::bearer(headers).map(str::to_string);
     if let Some(token) = bearer.filter(|t| !auth::is_master_token(state, t)) {
         let lookup = id.to_string();
-        return match blocking(state, move |tasks| tasks.is_task_token(&lookup, &token)).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(error_response(
+        return match blocking(state, move |tasks| tasks.task_token(&lookup)).await {
+            Ok(own) if auth::constant_time_eq(&own, &token) => Ok(()),
+            Ok(_) => Err(error_response(
                 StatusCode::FORBIDDEN,
                 "this token is not this task's token",
             )),

@@ -11,10 +11,9 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Redirect, Response},
 };
-use rand::Rng;
 use serde::Deserialize;
 
-use crate::AppState;
+use crate::{tasks::new_secret, AppState};
 
 use super::{error::error_response, sessions};
 
@@ -32,10 +31,7 @@ pub fn load_or_create_token(configured: Option<&str>, data_dir: &Path) -> std::i
             return Ok(stored.trim().to_string());
         }
     }
-    let mut rng = rand::rng();
-    let token: String = (0..32)
-        .map(|_| format!("{:x}", rng.random_range(0..16u8)))
-        .collect();
+    let token = new_secret();
     let mut file = std::fs::OpenOptions::new();
     file.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -159,7 +155,7 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Respon
     ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
 }
 
-fn constant_time_eq(a: &str, b: &str) -> bool {
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use rand::Rng;
+use crate::tasks::new_secret;
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// How long a session lasts.
@@ -36,10 +36,7 @@ impl Sessions {
 
     /// A new session; its id, for the cookie.
     pub fn create(&self) -> rusqlite::Result<String> {
-        let mut rng = rand::rng();
-        let id: String = (0..32)
-            .map(|_| format!("{:x}", rng.random_range(0..16u8)))
-            .collect();
+        let id = new_secret();
         let conn = self.lock();
         // Expired sessions go as new ones come.
         conn.execute(

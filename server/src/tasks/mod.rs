@@ -230,7 +230,7 @@ impl Tasks {
             message: None,
             seen: false,
         };
-        let token = new_token();
+        let token = new_secret();
         let env = [
             ("TASKWIRE_URL", self.base_url()),
             ("TASKWIRE_TASK_ID", id.clone()),
@@ -391,15 +391,9 @@ impl Tasks {
         }
     }
 
-    /// Whether `token` is the task's own token (what its program reports its state with).
-    pub fn is_task_token(&self, id: &str, token: &str) -> TaskResult<bool> {
-        let stored = self.store().task_token(id)?.ok_or(TaskError::NotFound)?;
-        Ok(stored.len() == token.len()
-            && stored
-                .bytes()
-                .zip(token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0)
+    /// The task's own token (what its program reports its state with).
+    pub fn task_token(&self, id: &str) -> TaskResult<String> {
+        self.store().task_token(id)?.ok_or(TaskError::NotFound)
     }
 
     /// The program says it waits for the person, or runs again: the move is made at once
@@ -780,8 +774,8 @@ fn resolve_workdir(workdir: Option<&str>) -> TaskResult<PathBuf> {
 }
 
 /// Six lowercase letters and digits: short enough to type, plenty for one user's tasks.
-/// A task's own token: 32 hex digits.
-fn new_token() -> String {
+/// A new secret: 32 random hex digits (task tokens, the API token, session ids).
+pub fn new_secret() -> String {
     let mut rng = rand::rng();
     (0..32)
         .map(|_| format!("{:x}", rng.random_range(0..16u8)))
