@@ -35,13 +35,14 @@ impl Tasks {
         let mut screens = lock(&self.screens);
         for id in live {
             let log = self.output_path(&id);
+            let pane = self.pane_size(&id);
             let screen = screens
                 .entry(id.clone())
-                .or_insert_with(|| Screen::new(self.pane_size(&id)));
+                .or_insert_with(|| Screen::new(pane));
             let size = screen.log_len(&log).map_err(reading)?;
             if size > 0 && sizes.get(&id) != Some(&size) {
-                screen.resize(self.pane_size(&id));
-                screen.catch_up(&log).map_err(reading)?;
+                screen.resize(pane);
+                screen.catch_up(size).map_err(reading)?;
                 grown.push(TaskTail {
                     id: id.clone(),
                     text: screen.tail(lines),

@@ -57,7 +57,8 @@ impl Screen {
             offset: 0,
             log: None,
         };
-        screen.read_log(log, window.clamp(16 * 1024, 4 * 1024 * 1024))?;
+        let len = screen.log_len(log)?;
+        screen.read_log(len, window.clamp(16 * 1024, 4 * 1024 * 1024))?;
         Ok(screen)
     }
 
@@ -75,13 +76,13 @@ impl Screen {
             .map_or(Ok(0), |file| Ok(file.metadata()?.len()))
     }
 
-    /// Feeds what `log` gained since the last call (at most the last `LIVE_WINDOW` bytes).
-    pub fn catch_up(&mut self, log: &Path) -> io::Result<()> {
-        self.read_log(log, LIVE_WINDOW)
+    /// Feeds what the log gained up to `len` (its length, from `log_len`), at most the last
+    /// `LIVE_WINDOW` bytes.
+    pub fn catch_up(&mut self, len: u64) -> io::Result<()> {
+        self.read_log(len, LIVE_WINDOW)
     }
 
-    fn read_log(&mut self, log: &Path, window: u64) -> io::Result<()> {
-        let len = self.log_len(log)?;
+    fn read_log(&mut self, len: u64, window: u64) -> io::Result<()> {
         let Some(file) = &self.log else {
             return Ok(());
         };
