@@ -1,6 +1,6 @@
 //! Small formatting helpers for times and statuses.
 
-use crate::model::{Task, TaskStatus};
+use crate::model::{Task, TaskStatus, WaitingReason};
 
 /// A waiting task is `stale` after this long without output.
 pub const STALE_AFTER_MS: f64 = 20.0 * 60.0 * 1000.0;
@@ -36,4 +36,20 @@ pub fn status_label(task: &Task) -> String {
         (TaskStatus::Failed, Some(code)) => format!("failed {code}"),
         (status, _) => status.as_str().to_string(),
     }
+}
+
+/// Why a waiting task counts as waiting, in words; `None` for any other task.
+pub fn waiting_why(task: &Task, now_ms: f64) -> Option<String> {
+    if task.status != TaskStatus::WaitingForInput {
+        return None;
+    }
+    Some(match (task.waiting_reason?, &task.message) {
+        (WaitingReason::Terminal, _) => "reading its terminal".into(),
+        (WaitingReason::Reported, Some(message)) => format!("said so: {message}"),
+        (WaitingReason::Reported, None) => "said so".into(),
+        (WaitingReason::Quiet, _) => {
+            let since = parse_ms(&task.last_activity_at).unwrap_or(now_ms);
+            format!("quiet for {}", duration_short(now_ms - since))
+        }
+    })
 }

@@ -102,6 +102,38 @@ pub struct Task {
     /// The default list shows live tasks and finished ones not seen yet.
     #[serde(default)]
     pub seen: bool,
+    /// Why a `waiting-for-input` task counts as waiting (null otherwise).
+    #[serde(default)]
+    #[patch(|this, new| *this = new)]
+    pub waiting_reason: Option<WaitingReason>,
+}
+
+/// Why a task counts as `waiting-for-input`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WaitingReason {
+    /// Its program is blocked reading its terminal (seen in `/proc`).
+    Terminal,
+    /// Its program said so (`POST /api/tasks/{id}/state`).
+    Reported,
+    /// It printed nothing for `IDLE_WAITING_SECS`, and nothing better is known.
+    Quiet,
+}
+
+impl WaitingReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitingReason::Terminal => "terminal",
+            WaitingReason::Reported => "reported",
+            WaitingReason::Quiet => "quiet",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<WaitingReason> {
+        [WaitingReason::Terminal, WaitingReason::Reported, WaitingReason::Quiet]
+            .into_iter()
+            .find(|r| r.as_str() == text)
+    }
 }
 
 /// `GET /api/tasks`.

@@ -102,6 +102,9 @@ test('with no tab in view, a task that starts waiting gives one notification per
   expect(await pages[0].evaluate(() => JSON.parse(localStorage.getItem('taskwire.notify')!).completed)).toBe(false);
   const [shown] = await allShown(pages);
   expect(shown).toEqual({ title: 'deploy', body: 'Deploy to production?', tag: `taskwire-${task.id}` });
+  // Its page says why it waits, in the program's words.
+  await row(pages[1], task.id).getByRole('link').click();
+  await expect(pages[1].getByTestId('waiting-why')).toHaveText('Waiting: said so: Deploy to production?');
   // The page's title and favicon count it.
   await expect(pages[0]).toHaveTitle('(1) taskwire');
   const icon = await pages[0].locator('link[rel=icon]').getAttribute('href');

@@ -55,9 +55,12 @@ test('a waiting task shows in the pill and the title, and input brings it back t
 
   await row(page, task.id).getByRole('link').click();
   await expect(page.getByTestId('terminal')).toContainText('question?');
+  // The page says why it counts as waiting.
+  await expect(page.getByTestId('waiting-why')).toHaveText('Waiting: reading its terminal');
   await page.getByLabel('Send input').fill('yes');
   await page.getByRole('button', { name: 'Send' }).click();
   await expect(page.locator('.detail-head').getByTestId('status')).toHaveText('running');
+  await expect(page.getByTestId('waiting-why')).toHaveCount(0);
   await expect(page.getByTestId('terminal')).toContainText('thanks yes');
   await expect(page).toHaveTitle('taskwire');
 });

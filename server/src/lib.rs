@@ -20,7 +20,7 @@ use events::{broker, sse::EventStreams};
 use http::{api, auth, metrics};
 use leptos::prelude::LeptosOptions;
 use leptos_axum::{generate_route_list, LeptosRoutes};
-use tasks::{reconciler, runtime, store};
+use tasks::{reconciler, runtime, store, waiting};
 use tokio_util::sync::CancellationToken;
 use tower_http::compression::{
     predicate::{NotForContentType, Predicate},
@@ -113,13 +113,18 @@ impl AppState {
         }
     }
 
-    /// Starts the reconciler; it stops with `shutdown`.
+    /// Starts the reconciler and the waiting passes; they stop with `shutdown`.
     pub fn spawn_reconciler(&self) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(reconciler::run(
+        let waiting = tokio::spawn(waiting::run(self.tasks.clone(), self.shutdown.clone()));
+        let reconciler = reconciler::run(
             self.tasks.clone(),
             self.config.reconcile_every(),
             self.shutdown.clone(),
-        ))
+        );
+        tokio::spawn(async move {
+            reconciler.await;
+            let _ = waiting.await;
+        })
     }
 }
 

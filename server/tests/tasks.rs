@@ -111,9 +111,11 @@ async fn output_resuming_brings_a_waiting_task_back_to_running() {
             c.reconcile_secs = 1;
         })
         .await;
-    // Quiet for 2.5 s, then prints again and keeps printing.
+    // Quiet for 2.5 s in `select` (which may be waiting for the person: the quiet rule
+    // judges it), then prints again and keeps printing.
+    let select = "python3 -c 'import select, sys; select.select([sys.stdin], [], [], 2.5)'";
     let task = server
-        .create(json!({"command": "sleep 2.5; while true; do echo tick; sleep 0.2; done"}))
+        .create(json!({ "command": format!("{select}; while true; do echo tick; sleep 0.2; done") }))
         .await;
     server
         .wait_for_status(&task.id, TaskStatus::WaitingForInput, SOON)

@@ -6,7 +6,7 @@ use leptos_router::hooks::{use_navigate, use_params_map};
 use crate::{
     client,
     components::{StatusPill, Terminal},
-    format::status_label,
+    format::{status_label, waiting_why},
     live::use_live,
     model::{Task, TaskStatus},
 };
@@ -32,6 +32,7 @@ pub fn TaskPage() -> impl IntoView {
 
 #[component]
 fn TaskDetail(id: String, task: Memo<Option<Task>>) -> impl IntoView {
+    let live = use_live();
     let get = move |f: fn(&Task) -> String| move || task.get().map(|t| f(&t)).unwrap_or_default();
     let is_live = move || task.get().is_some_and(|t| t.status.is_live());
     let error = RwSignal::new(None::<String>);
@@ -116,7 +117,11 @@ fn TaskDetail(id: String, task: Memo<Option<Task>>) -> impl IntoView {
                 <dt>"Finished"</dt><dd>{get(|t| t.finished_at.clone().unwrap_or_else(|| "—".into()))}</dd>
                 <dt>"Id"</dt><dd><code>{id.clone()}</code></dd>
             </dl>
-            {move || task.get().and_then(|t| t.message).map(|m| view! {
+            {move || task.get().and_then(|t| waiting_why(&t, live.now.get())).map(|why| view! {
+                <p class="why" role="status" data-testid="waiting-why">"Waiting: " {why}</p>
+            })}
+            // What it said, unless the line above says it already.
+            {move || task.get().filter(|t| t.waiting_reason.is_none()).and_then(|t| t.message).map(|m| view! {
                 <p class="message" role="status">{m}</p>
             })}
             {move || task.get().and_then(|t| t.error).map(|e| view! { <p class="error">{e}</p> })}

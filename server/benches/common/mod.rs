@@ -19,6 +19,15 @@ pub struct Bench {
 /// `Tasks` on a fresh data dir and the tmux socket `twbench-<name>-<pid>` (call inside a
 /// tokio runtime), with `count` tasks running `sleep 3600`; their ids.
 pub fn with_sleeping_tasks(name: &str, count: usize) -> (Bench, Vec<String>) {
+    with_tasks(name, count, |_| "sleep 3600".into())
+}
+
+/// The same with the `n`th task running `command(n)`.
+pub fn with_tasks(
+    name: &str,
+    count: usize,
+    command: impl Fn(usize) -> String,
+) -> (Bench, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_path_buf();
     std::fs::create_dir_all(data.join("tasks")).unwrap();
@@ -36,7 +45,7 @@ pub fn with_sleeping_tasks(name: &str, count: usize) -> (Bench, Vec<String>) {
         .map(|n| {
             tasks
                 .create_command(NewCommand {
-                    command: "sleep 3600".into(),
+                    command: command(n),
                     name: Some(format!("bench {n}")),
                     workdir: None,
                     prompt: None,

@@ -10,7 +10,9 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use app::model::{event, Deleted, ReportedState, Task, TaskKind, TaskList, TaskStatus};
+use app::model::{
+    event, Deleted, ReportedState, Task, TaskKind, TaskList, TaskStatus, WaitingReason,
+};
 use chrono::{DateTime, SecondsFormat, Utc};
 use rand::Rng;
 use tokio::sync::Notify;
@@ -18,16 +20,19 @@ use tokio::sync::Notify;
 use crate::events::{broker::Broker, event::to_json};
 
 use self::{
+    procfs::{PaneProcess, Verdict},
     runtime::{Listing, PaneState, Tmux},
     store::{Outcome, Store},
 };
 
 pub mod output;
+pub mod procfs;
 pub mod reconciler;
 pub mod runtime;
 pub mod screen;
 pub mod store;
 pub mod tails;
+pub mod waiting;
 
 pub const MAX_NAME_CHARS: usize = 100;
 /// The longest message a program may leave on its task.
@@ -86,6 +91,11 @@ pub struct Tasks {
     screens: Mutex<HashMap<String, screen::Screen>>,
     /// Panes' sizes as tmux last reported them (viewers of a terminal may resize a pane).
     pane_sizes: Mutex<HashMap<String, screen::PaneSize>>,
+    /// Live panes' first processes and ttys, where waiting is read from `/proc`.
+    pane_processes: Mutex<HashMap<String, PaneProcess>>,
+    /// What `/proc` said of each live task on the last two waiting passes alike (a task
+    /// not in it is judged by its output alone).
+    verdicts: Mutex<HashMap<String, Verdict>>,
     /// This server's address as tasks reach it (`TASKWIRE_URL` in their environment).
     base_url: Mutex<String>,
     /// Tasks whose session is being started or killed: the reconciler leaves them alone
@@ -120,6 +130,8 @@ impl Tasks {
             unsettled: Mutex::default(),
             screens: Mutex::default(),
             pane_sizes: Mutex::default(),
+            pane_processes: Mutex::default(),
+            verdicts: Mutex::default(),
             in_flight: Mutex::default(),
             base_url: Mutex::new("http://127.0.0.1:3000".into()),
             suspects: Mutex::default(),
@@ -229,6 +241,7 @@ impl Tasks {
             error: None,
             message: None,
             seen: false,
+            waiting_reason: None,
         };
         let token = new_secret();
         let env = [
@@ -253,6 +266,9 @@ impl Tasks {
             &self.output_path(&id),
             &self.exit_path(&id),
         );
+        if let Ok(Some(process)) = &started {
+            lock(&self.pane_processes).insert(id.clone(), process.clone());
+        }
         let store = self.store();
         if let Err(e) = started {
             tracing::warn!(task = %id, "could not start: {e}");
@@ -312,6 +328,9 @@ impl Tasks {
         for &status in from {
             if let Some(task) = store.transition(id, status, to, &outcome)? {
                 self.broker.publish(event::TASK_STATUS, to_json(&task));
+                if to.is_terminal() {
+                    lock(&self.pane_processes).remove(id);
+                }
                 return Ok(Some(task));
             }
         }
@@ -424,8 +443,10 @@ impl Tasks {
         let outcome = Outcome {
             at: now_text(),
             message: message.clone(),
+            waiting_reason: Some(WaitingReason::Reported),
             ..Outcome::default()
         };
+        self.store().note_reporting(id)?;
         if let Some(task) = self.transition(id, &[from], to, outcome)? {
             return Ok(task);
         }
@@ -491,7 +512,7 @@ impl Tasks {
         let panes = if ask_tmux {
             let panes = self.panes_seen_twice()?;
             if let Some(panes) = &panes {
-                self.note_pane_sizes(panes);
+                self.note_panes(panes);
                 self.sweep_orphans(panes)?;
             }
             panes
@@ -507,6 +528,8 @@ impl Tasks {
             return Ok(pass);
         }
         let now = SystemTime::now();
+        let verdicts = lock(&self.verdicts).clone();
+        let reporting = self.store().reporting_ids()?;
         let mut finished_sessions = Vec::new();
         for task in live {
             let pane = panes.as_ref().map(|panes| panes.get(&task.id));
@@ -542,11 +565,23 @@ impl Tasks {
                     let recorded =
                         parse_time(&task.last_activity_at).unwrap_or(SystemTime::UNIX_EPOCH);
                     let quiet = now.duration_since(activity).unwrap_or_default();
+                    // Silence means waiting only for a program that neither `/proc` nor
+                    // its own reports can speak for.
+                    let judged_by_silence = !reporting.contains(&task.id)
+                        && verdicts.get(&task.id).is_none_or(|v| *v == Verdict::Unsure);
                     let to = match task.status {
                         // Waiting (it said so, or went quiet) until it prints again: a
                         // program that reported waiting a moment ago is not quiet for long.
-                        TaskStatus::WaitingForInput if activity > recorded => TaskStatus::Running,
-                        TaskStatus::Running if quiet >= self.idle_waiting => {
+                        // One reading its terminal echoes what is typed, and waits on.
+                        TaskStatus::WaitingForInput
+                            if activity > recorded
+                                && task.waiting_reason != Some(WaitingReason::Terminal) =>
+                        {
+                            TaskStatus::Running
+                        }
+                        TaskStatus::Running
+                            if quiet >= self.idle_waiting && judged_by_silence =>
+                        {
                             TaskStatus::WaitingForInput
                         }
                         _ => continue,
@@ -555,6 +590,8 @@ impl Tasks {
                     let outcome = Outcome {
                         at: time_text(activity),
                         if_activity_was: Some(task.last_activity_at.clone()),
+                        waiting_reason: Some(WaitingReason::Quiet),
+                        if_reason_was: task.waiting_reason,
                         ..Outcome::default()
                     };
                     (to, outcome)
@@ -635,12 +672,20 @@ impl Tasks {
         Ok(())
     }
 
-    /// Keeps the panes' sizes for their terminal models (a viewer may have resized one).
-    fn note_pane_sizes(&self, panes: &HashMap<String, PaneState>) {
+    /// Keeps the panes' sizes for their terminal models (a viewer may have resized one),
+    /// and their processes for the waiting passes (a task started before a restart).
+    fn note_panes(&self, panes: &HashMap<String, PaneState>) {
         let mut sizes = lock(&self.pane_sizes);
         for (id, pane) in panes {
             if pane.size.cols > 0 && pane.size.rows > 0 {
                 sizes.insert(id.clone(), pane.size);
+            }
+        }
+        drop(sizes);
+        let mut processes = lock(&self.pane_processes);
+        for (id, pane) in panes {
+            if let (Some(process), false) = (&pane.process, pane.dead) {
+                processes.insert(id.clone(), process.clone());
             }
         }
     }

@@ -7,7 +7,7 @@
 //! last session ends: a server on its way out takes down a session created in that moment
 //! ("server exited unexpectedly"), and tasks are often started just as the last one is removed.
 
-use super::screen::PaneSize;
+use super::{procfs::PaneProcess, screen::PaneSize};
 
 use std::{
     collections::HashMap,
@@ -39,6 +39,8 @@ pub struct PaneState {
     /// The signal that ended a dead pane's program, if any.
     pub exit_signal: Option<i32>,
     pub size: PaneSize,
+    /// The pane's first process and its tty (`None` if tmux did not say).
+    pub process: Option<PaneProcess>,
 }
 
 #[derive(Clone, Debug)]
@@ -119,6 +121,7 @@ impl Tmux {
     /// `pipe-pane` is attached, then the real command replaces it, so not even the first line
     /// of output is lost. The command's exit status is written to `exit_file`: tmux 3.3 does
     /// not always learn the status of a pane's program, so it cannot be the only witness.
+    /// Returns the pane's process, as the same tmux call reports it.
     pub fn start(
         &self,
         id: &str,
@@ -128,7 +131,7 @@ impl Tmux {
         env: &[(&str, String)],
         log: &Path,
         exit_file: &Path,
-    ) -> io::Result<()> {
+    ) -> io::Result<Option<PaneProcess>> {
         let session = Self::session_name(id);
         // tmux expands formats (`#(…)` runs a command) in a start directory and in a
         // pipe-pane command, never in the command of a pane: the workdir is reached with `cd`
@@ -156,12 +159,16 @@ impl Tmux {
             .arg("sleep 86400")
             .args([";", "pipe-pane", "-t", &session, &pipe])
             .args([";", "respawn-pane", "-k", "-t", &session, &command])
+            .args([";", "display-message", "-p", "-t", &session])
+            .arg("#{pane_pid}\t#{pane_tty}")
             .output()?;
+        let printed = String::from_utf8_lossy(&out.stdout).into_owned();
         check(out)?;
         if self.running_server().is_none() {
             self.learn_server_pid();
         }
-        Ok(())
+        let mut fields = printed.trim_end().split('\t');
+        Ok(pane_process(fields.next(), fields.next()))
     }
 
     /// The command line of a tmux client attached to the task's session (a terminal
@@ -224,7 +231,7 @@ impl Tmux {
         let out = self
             .tmux()
             .args(["list-panes", "-a", "-F"])
-            .arg("#{pid}\t#{session_name}\t#{pane_dead}\t#{pane_dead_status}\t#{pane_dead_signal}\t#{pane_width}\t#{pane_height}")
+            .arg("#{pid}\t#{session_name}\t#{pane_dead}\t#{pane_dead_status}\t#{pane_dead_signal}\t#{pane_width}\t#{pane_height}\t#{pane_pid}\t#{pane_tty}")
             .output()?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
@@ -282,6 +289,7 @@ impl Tmux {
                         cols: cols.and_then(|c| c.parse().ok()).unwrap_or(0),
                         rows: rows.and_then(|r| r.parse().ok()).unwrap_or(0),
                     },
+                    process: pane_process(fields.next(), fields.next()),
                 },
             );
         }
@@ -348,6 +356,16 @@ impl Tmux {
     fn run(&self, args: &[&str]) -> io::Result<()> {
         check(self.tmux().args(args).output()?)
     }
+}
+
+/// A pane's process from tmux's `#{pane_pid}` and `#{pane_tty}`.
+fn pane_process(pid: Option<&str>, tty: Option<&str>) -> Option<PaneProcess> {
+    let pid = pid?.trim().parse().ok().filter(|&p: &i32| p > 0)?;
+    let tty = tty?.trim();
+    (!tty.is_empty()).then(|| PaneProcess {
+        pid,
+        tty: tty.to_string(),
+    })
 }
 
 /// `#` doubled: tmux reads it as a literal `#` where it expands formats.

@@ -6,7 +6,7 @@ use std::{
     path::Path,
 };
 
-use app::model::{Task, TaskKind, TaskStatus};
+use app::model::{Task, TaskKind, TaskStatus, WaitingReason};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 pub struct Store {
@@ -24,10 +24,15 @@ pub struct Outcome {
     /// What the program said, for a move between live states (`None` clears it); a task
     /// that finishes keeps the last thing it said.
     pub message: Option<String>,
+    /// Why, for a move to `waiting-for-input`.
+    pub waiting_reason: Option<WaitingReason>,
+    /// Only if the task waits for this reason (a program's report is not undone by a
+    /// guess).
+    pub if_reason_was: Option<WaitingReason>,
 }
 
 const COLUMNS: &str = "id, name, kind, command, workdir, status, exit_code, created_at, \
-                       finished_at, last_activity_at, error, message, seen";
+                       finished_at, last_activity_at, error, message, seen, waiting_reason";
 
 impl Store {
     pub fn open(path: &Path) -> rusqlite::Result<Store> {
@@ -66,6 +71,10 @@ impl Store {
             ("message", "TEXT"),
             ("seen", "INTEGER NOT NULL DEFAULT 1"),
             ("token", "TEXT"),
+            ("waiting_reason", "TEXT"),
+            // The task's program has reported its state: its reports, not its silence,
+            // say when it waits.
+            ("reports", "INTEGER NOT NULL DEFAULT 0"),
         ] {
             let present: bool = conn.query_row(
                 "SELECT COUNT(*) FROM pragma_table_info('tasks') WHERE name = ?1",
@@ -86,7 +95,7 @@ impl Store {
         self.conn.execute(
             &format!(
                 "INSERT INTO tasks ({COLUMNS}, token) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
             ),
             params![
                 task.id,
@@ -102,6 +111,7 @@ impl Store {
                 task.error,
                 task.message,
                 task.seen,
+                task.waiting_reason.map(WaitingReason::as_str),
                 token,
             ],
         )?;
@@ -118,7 +128,7 @@ impl Store {
     }
 
     /// Sets what the program said, for a task that is still in `status`; `None` when it
-    /// is not (or does not exist).
+    /// is not (or does not exist). A waiting task now waits because its program said so.
     pub fn set_message(
         &self,
         id: &str,
@@ -126,8 +136,46 @@ impl Store {
         message: Option<&str>,
     ) -> rusqlite::Result<Option<Task>> {
         let changed = self.conn.execute(
-            "UPDATE tasks SET message = ?3 WHERE id = ?1 AND status = ?2",
+            "UPDATE tasks SET message = ?3,
+                 waiting_reason = CASE WHEN status = 'waiting-for-input'
+                     THEN 'reported' ELSE NULL END
+             WHERE id = ?1 AND status = ?2",
             params![id, status.as_str(), message],
+        )?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        self.get(id)
+    }
+
+    /// Notes that the task's program reports its state.
+    pub fn note_reporting(&self, id: &str) -> rusqlite::Result<()> {
+        self.conn
+            .execute("UPDATE tasks SET reports = 1 WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    /// The live tasks whose programs report their state.
+    pub fn reporting_ids(&self) -> rusqlite::Result<std::collections::HashSet<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id FROM tasks WHERE reports = 1
+                 AND status IN ('running', 'waiting-for-input')",
+        )?;
+        let ids = stmt.query_map([], |row| row.get(0))?.collect();
+        ids
+    }
+
+    /// A waiting task's reason changes (`None` when it no longer waits for `from`).
+    pub fn set_waiting_reason(
+        &self,
+        id: &str,
+        from: WaitingReason,
+        to: WaitingReason,
+    ) -> rusqlite::Result<Option<Task>> {
+        let changed = self.conn.execute(
+            "UPDATE tasks SET waiting_reason = ?3
+             WHERE id = ?1 AND status = 'waiting-for-input' AND waiting_reason = ?2",
+            params![id, from.as_str(), to.as_str()],
         )?;
         if changed == 0 {
             return Ok(None);
@@ -173,6 +221,26 @@ impl Store {
         tasks
     }
 
+    /// What a waiting-detection pass needs of each live task.
+    pub fn live_states(&self) -> rusqlite::Result<Vec<LiveState>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, kind, status, waiting_reason FROM tasks
+                 WHERE status IN ('running', 'waiting-for-input')",
+        )?;
+        let states = stmt
+            .query_map([], |row| {
+                Ok(LiveState {
+                    id: row.get(0)?,
+                    kind: TaskKind::parse(&row.get::<_, String>(1)?).unwrap_or(TaskKind::Command),
+                    status: TaskStatus::parse(&row.get::<_, String>(2)?)
+                        .unwrap_or(TaskStatus::Running),
+                    waiting_reason: reason_from(row.get(3)?),
+                })
+            })?
+            .collect();
+        states
+    }
+
     /// The ids of the live tasks (a tails pass needs no more).
     pub fn live_ids(&self) -> rusqlite::Result<Vec<String>> {
         let mut stmt = self.conn.prepare_cached(
@@ -196,8 +264,10 @@ impl Store {
             "UPDATE tasks SET status = ?3, exit_code = ?4, error = ?5, finished_at = ?6,
                  last_activity_at = CASE WHEN ?7 > last_activity_at THEN ?7 ELSE last_activity_at END,
                  message = CASE WHEN ?6 IS NOT NULL THEN message ELSE ?9 END,
-                 seen = CASE WHEN ?6 IS NOT NULL THEN 0 ELSE seen END
-             WHERE id = ?1 AND status = ?2 AND (?8 IS NULL OR last_activity_at = ?8)",
+                 seen = CASE WHEN ?6 IS NOT NULL THEN 0 ELSE seen END,
+                 waiting_reason = CASE WHEN ?3 = 'waiting-for-input' THEN ?10 ELSE NULL END
+             WHERE id = ?1 AND status = ?2 AND (?8 IS NULL OR last_activity_at = ?8)
+                 AND (?11 IS NULL OR waiting_reason = ?11)",
             params![
                 id,
                 from.as_str(),
@@ -208,6 +278,8 @@ impl Store {
                 outcome.at,
                 outcome.if_activity_was,
                 outcome.message,
+                outcome.waiting_reason.map(WaitingReason::as_str),
+                outcome.if_reason_was.map(WaitingReason::as_str),
             ],
         )?;
         if changed == 0 {
@@ -257,5 +329,19 @@ fn task_from_row(row: &Row) -> rusqlite::Result<Task> {
         error: row.get(10)?,
         message: row.get(11)?,
         seen: row.get(12)?,
+        waiting_reason: reason_from(row.get(13)?),
     })
+}
+
+fn reason_from(text: Option<String>) -> Option<WaitingReason> {
+    text.as_deref().and_then(WaitingReason::parse)
+}
+
+/// A live task as a waiting-detection pass sees it.
+#[derive(Clone, Debug)]
+pub struct LiveState {
+    pub id: String,
+    pub kind: TaskKind,
+    pub status: TaskStatus,
+    pub waiting_reason: Option<WaitingReason>,
 }
