@@ -26,6 +26,19 @@ async fn answer(server: &TestServer, id: &str, text: &str) {
     assert_eq!(status, StatusCode::OK, "{body}");
 }
 
+/// A server whose quiet rule acts after 1 s (checked every second), and its event stream.
+async fn quick_to_call_quiet(fixture: &Fixture) -> (TestServer, SseClient) {
+    let server = fixture
+        .serve_with(|c| {
+            c.idle_waiting_secs = 1;
+            c.reconcile_secs = 1;
+        })
+        .await;
+    let mut events = server.events("", None).await;
+    events.wait_for("ready", SOON).await;
+    (server, events)
+}
+
 /// The statuses `task.status` events give the task, in order, until it finishes.
 async fn statuses_until_finished(events: &mut SseClient, id: &str) -> Vec<String> {
     let mut seen = Vec::new();
@@ -85,14 +98,7 @@ async fn python_asking_for_input_waits_at_once() {
 #[tokio::test]
 async fn quiet_work_never_waits() {
     let fixture = Fixture::new();
-    let server = fixture
-        .serve_with(|c| {
-            c.idle_waiting_secs = 1;
-            c.reconcile_secs = 1;
-        })
-        .await;
-    let mut events = server.events("", None).await;
-    events.wait_for("ready", SOON).await;
+    let (server, mut events) = quick_to_call_quiet(&fixture).await;
     let sleeper = server
         .create(json!({"command": "echo result: 42; sleep 5"}))
         .await;
@@ -127,14 +133,7 @@ async fn quiet_work_never_waits() {
 #[tokio::test]
 async fn a_program_in_select_is_judged_by_its_silence_until_it_reports() {
     let fixture = Fixture::new();
-    let server = fixture
-        .serve_with(|c| {
-            c.idle_waiting_secs = 1;
-            c.reconcile_secs = 1;
-        })
-        .await;
-    let mut events = server.events("", None).await;
-    events.wait_for("ready", SOON).await;
+    let (server, mut events) = quick_to_call_quiet(&fixture).await;
     // Waits in select on stdin for 6 s, then ends.
     let select = "python3 -c 'import select, sys; select.select([sys.stdin], [], [], 6)'";
     let started = Instant::now();
@@ -219,4 +218,24 @@ async fn a_terminal_at_its_prompt_waits_and_runs_while_a_command_does() {
         "waiting again after {:?}, while `sleep 3` ran",
         typed.elapsed()
     );
+}
+
+#[tokio::test]
+async fn a_task_started_before_a_restart_is_seen_waiting_after_it() {
+    let fixture = Fixture::new();
+    let server = fixture.serve().await;
+    let go = fixture.dir.path().join("go");
+    let command = format!(
+        "while [ ! -e '{}' ]; do sleep 0.1; done; read x",
+        go.display()
+    );
+    let task = server.create(json!({ "command": command })).await;
+    server.stop().await;
+
+    std::fs::write(&go, "").unwrap();
+    let server = fixture.serve().await;
+    let waiting = server
+        .wait_for_status(&task.id, TaskStatus::WaitingForInput, SOON)
+        .await;
+    assert_eq!(waiting.waiting_reason, Some(WaitingReason::Terminal));
 }
