@@ -67,6 +67,14 @@ ensure_chromium() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 }
 
+# The fleet tests start their own nats-server (JetStream, a free port, a temporary store).
+ensure_nats_server() {
+  if command -v nats-server >/dev/null; then return; fi
+  log "installing Debian's nats-server"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
+}
+
 ensure_end2end_packages() {
   if [ -d "$ROOT/end2end/node_modules/@playwright/test" ]; then return; fi
   log "installing the end-to-end test packages"
@@ -98,5 +106,6 @@ ensure_build_tools() {
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   ensure_build_tools
   ensure_chromium
+  ensure_nats_server
   ensure_end2end_packages
 fi

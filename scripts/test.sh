@@ -8,6 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/setup.sh
 ensure_build_tools
 ensure_chromium
+ensure_nats_server
 ensure_end2end_packages
 
 if [ "${1:-}" != "--e2e" ]; then

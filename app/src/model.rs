@@ -106,6 +106,9 @@ pub struct Task {
     #[serde(default)]
     #[patch(|this, new| *this = new)]
     pub waiting_reason: Option<WaitingReason>,
+    /// The taskwire node whose tmux runs the task.
+    #[serde(default)]
+    pub node: String,
 }
 
 /// Why a task counts as `waiting-for-input`.
@@ -134,6 +137,30 @@ impl WaitingReason {
             .into_iter()
             .find(|r| r.as_str() == text)
     }
+}
+
+/// One node of `GET /api/nodes`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub name: String,
+    pub online: bool,
+    /// When it was last heard from (RFC 3339).
+    pub last_seen: String,
+    /// How many tasks it holds.
+    pub tasks: usize,
+}
+
+/// `GET /api/nodes`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeList {
+    pub nodes: Vec<NodeInfo>,
+}
+
+/// The data of a `node.status` event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub name: String,
+    pub online: bool,
 }
 
 /// `GET /api/tasks`.
@@ -225,6 +252,7 @@ pub mod event {
     pub const TASK_STATUS: &str = "task.status";
     pub const TASK_UPDATED: &str = "task.updated";
     pub const TASK_DELETED: &str = "task.deleted";
+    pub const NODE_STATUS: &str = "node.status";
     pub const RESYNC: &str = "resync";
     pub const END: &str = "end";
 }

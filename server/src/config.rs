@@ -60,6 +60,19 @@ pub struct Config {
     /// request naming another host is refused: DNS rebinding). Comma-separated; `*` for any.
     #[arg(long, env = "TASKWIRE_ALLOWED_HOSTS", value_delimiter = ',')]
     pub allowed_hosts: Vec<String>,
+
+    /// A NATS server with JetStream: this taskwire becomes one node of a fleet (see the
+    /// README). Without it, a single node on SQLite and the in-process broker.
+    #[arg(long, env = "TASKWIRE_NATS_URL")]
+    pub nats_url: Option<String>,
+
+    /// A NATS credentials file, for a NATS server that asks for one.
+    #[arg(long, env = "TASKWIRE_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+
+    /// This node's name (letters, digits, `-` and `_`); the host name by default.
+    #[arg(long, env = "TASKWIRE_NODE")]
+    pub node: Option<String>,
 }
 
 impl Config {
@@ -79,7 +92,27 @@ impl Config {
             max_subscribers: 10_000,
             allowed_hosts: Vec::new(),
             notify_url: None,
+            nats_url: None,
+            nats_creds: None,
+            node: None,
         }
+    }
+
+    /// This node's name: `TASKWIRE_NODE`, else the host name made a valid name.
+    pub fn node_name(&self) -> String {
+        if let Some(node) = &self.node {
+            return node.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_default();
+        let name: String = host
+            .trim()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+            .take(64)
+            .collect();
+        if name.is_empty() { "taskwire".into() } else { name }
     }
 
     /// Refuses settings out of range, naming the setting: a value past these would make a
@@ -114,6 +147,13 @@ impl Config {
                     "{name} must be between {min} and {max}, not {value}"
                 ));
             }
+        }
+        // A node's name is part of NATS subjects and of the API's JSON.
+        let node = self.node_name();
+        if !app::model::is_valid_task_id(&node) {
+            return Err(format!(
+                "TASKWIRE_NODE must be 1 to 64 letters, digits, `-` or `_`, not {node:?}"
+            ));
         }
         Ok(())
     }

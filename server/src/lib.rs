@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod events;
+pub mod fleet;
 pub mod http;
 pub mod notify;
 pub mod tasks;
@@ -35,6 +36,10 @@ pub use http::serve::{serve, serve_with, Limits};
 pub struct AppState {
     pub config: Arc<Config>,
     pub tasks: Arc<tasks::Tasks>,
+    /// What `GET /api/events` streams: this node's events, or in a fleet every node's.
+    pub events: Arc<broker::Broker>,
+    /// The fleet this node is part of (`TASKWIRE_NATS_URL`), if any.
+    pub fleet: Option<Arc<fleet::Fleet>>,
     pub token: Arc<str>,
     pub sessions: Arc<http::sessions::Sessions>,
     /// The live tails, computed once for every open tails stream.
@@ -59,7 +64,7 @@ impl FromRef<AppState> for LeptosOptions {
 impl FromRef<AppState> for EventStreams {
     fn from_ref(state: &AppState) -> Self {
         EventStreams {
-            broker: state.tasks.broker.clone(),
+            broker: state.events.clone(),
             heartbeat: state.config.heartbeat(),
             lifetime: state.config.stream_max(),
             shutdown: state.shutdown.clone(),
@@ -82,9 +87,18 @@ impl AppState {
         let broker = broker::Broker::new(config.replay, config.max_subscribers);
         let host_names = config.host_names();
         let stream_slots = events::slots::StreamSlots::new(config.max_subscribers);
-        let tasks = tasks::Tasks::new(store, runtime, broker, data_dir, config.idle_waiting());
+        let tasks = tasks::Tasks::new(
+            store,
+            runtime,
+            broker,
+            data_dir,
+            config.idle_waiting(),
+            config.node_name(),
+        );
         let tasks = Arc::new(tasks);
         Ok(AppState {
+            events: tasks.broker.clone(),
+            fleet: None,
             config: Arc::new(config),
             tails: tasks::tails::TailsHub::new(tasks.clone()),
             tasks,
@@ -96,6 +110,30 @@ impl AppState {
             shutdown: CancellationToken::new(),
             _lock: Arc::new(lock),
         })
+    }
+
+    /// With `TASKWIRE_NATS_URL`, joins the fleet: the events and lists served become every
+    /// node's, and other nodes' actions on this node's tasks are answered. Without it, the
+    /// state as it is.
+    pub async fn join_fleet(mut self) -> Result<AppState, StartError> {
+        if self.config.nats_url.is_none() {
+            return Ok(self);
+        }
+        let data_dir = self.config.data_dir.canonicalize()?;
+        let fleet = fleet::Fleet::join(
+            &self.config,
+            self.tasks.clone(),
+            self.token.clone(),
+            &data_dir,
+            self.shutdown.clone(),
+        )
+        .await?;
+        self.events = fleet.broker.clone();
+        self.fleet = Some(fleet.clone());
+        // Forwarded requests run through this node's own API, as its own.
+        let api = Router::new().nest("/api", api::router()).with_state(self.clone());
+        fleet::forward::answer_actions(fleet, api, self.shutdown.clone()).await?;
+        Ok(self)
     }
 
     /// Tells the tasks where they reach this server (`TASKWIRE_URL`), and starts the
@@ -173,16 +211,24 @@ pub fn app(state: AppState) -> Router {
     let auth = middleware::from_fn_with_state(state.clone(), auth::require_auth);
     let protected = Router::new()
         .nest("/api", api::router())
-        .route("/metrics", get(metrics::metrics))
-        .route_layer(auth.clone());
+        .route("/metrics", get(metrics::metrics));
     // Event streams must reach the browser frame by frame, so they are never compressed:
     // they are added after the compression layer, which also spares each open stream the
     // room a compressing body keeps for its encoders (5.8 KiB). The predicate keeps any
     // other stream uncompressed too.
     let streams = events::sse::router()
         .merge(http::streams::router())
-        .merge(terminal::router())
-        .route_layer(auth);
+        .merge(terminal::router());
+    // In a fleet, requests about other nodes' tasks go to them (after authentication).
+    let (protected, streams) = match &state.fleet {
+        Some(fleet) => {
+            let forward = middleware::from_fn_with_state(fleet.clone(), fleet::forward::route);
+            (protected.route_layer(forward.clone()), streams.route_layer(forward))
+        }
+        None => (protected, streams),
+    };
+    let protected = protected.route_layer(auth.clone());
+    let streams = streams.route_layer(auth);
     let compression = CompressionLayer::new()
         .compress_when(DefaultPredicate::new().and(NotForContentType::new("text/event-stream")));
     Router::new()

@@ -17,7 +17,7 @@ async fn main() -> Result<(), server::StartError> {
     let mut leptos = get_configuration(None)?.leptos_options;
     leptos.site_addr = config.addr;
 
-    let state = AppState::open(config.clone(), leptos)?;
+    let state = AppState::open(config.clone(), leptos)?.join_fleet().await?;
     let reconciler = state.spawn_reconciler();
     let listener = server::http::serve::listen(config.addr)?;
     let addr = listener.local_addr()?;

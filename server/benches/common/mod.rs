@@ -40,6 +40,7 @@ pub fn with_tasks(
         Broker::new(1024, 10),
         data,
         Duration::from_secs(3600),
+        "bench".into(),
     ));
     let ids = (0..count)
         .map(|n| {

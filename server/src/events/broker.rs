@@ -11,7 +11,7 @@
 
 use std::{
     collections::VecDeque,
-    sync::{atomic::Ordering, Arc, Mutex},
+    sync::{atomic::Ordering, Arc, Mutex, OnceLock},
 };
 
 use tokio::{
@@ -32,7 +32,12 @@ pub struct Broker {
     sockets: SocketFanout,
     max_subscribers: usize,
     pub metrics: Arc<BrokerMetrics>,
+    /// Sees every event as it is published, in order (a fleet node's outbox).
+    tap: OnceLock<Tap>,
 }
+
+/// See `Broker::set_tap`.
+pub type Tap = Box<dyn Fn(&Event) + Send + Sync>;
 
 struct Ring {
     next_seq: u64,
@@ -97,15 +102,26 @@ impl Following {
 impl Broker {
     /// A broker keeping `replay` events; must be created inside a tokio runtime.
     pub fn new(replay: usize, max_subscribers: usize) -> Arc<Broker> {
+        Self::continuing(new_epoch(), 1, replay, max_subscribers)
+    }
+
+    /// A broker whose events carry the numbers of an outside log (a fleet's JetStream
+    /// stream, whose `epoch` is fixed for its life), from `next_seq` on.
+    pub fn continuing(
+        epoch: String,
+        next_seq: u64,
+        replay: usize,
+        max_subscribers: usize,
+    ) -> Arc<Broker> {
         let replay = replay.max(1);
         let (fanout, mut fanout_rx) = mpsc::unbounded_channel::<Arc<Event>>();
         let (live, _) = broadcast::channel(replay);
         let metrics = Arc::new(BrokerMetrics::default());
         let (sockets, writers) = SocketFanout::start(metrics.clone(), replay);
         let broker = Arc::new(Broker {
-            epoch: new_epoch(),
+            epoch,
             ring: Mutex::new(Ring {
-                next_seq: 1,
+                next_seq: next_seq.max(1),
                 held: VecDeque::with_capacity(replay),
                 capacity: replay,
             }),
@@ -114,6 +130,7 @@ impl Broker {
             sockets,
             max_subscribers,
             metrics,
+            tap: OnceLock::new(),
         });
         tokio::spawn(async move {
             while let Some(event) = fanout_rx.recv().await {
@@ -125,6 +142,11 @@ impl Broker {
             }
         });
         broker
+    }
+
+    /// Hands every event published from now on to `tap` too, in order (once per broker).
+    pub fn set_tap(&self, tap: Tap) {
+        let _ = self.tap.set(tap);
     }
 
     pub fn epoch(&self) -> &str {
@@ -140,8 +162,29 @@ impl Broker {
     pub fn publish(&self, name: &'static str, data: String) {
         let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
         let seq = ring.next_seq;
-        ring.next_seq += 1;
+        self.publish_locked(&mut ring, seq, name, data);
+    }
+
+    /// Publishes the outside log's event numbered `seq` (events come in order). Should the
+    /// log have let go of events before it, no cursor from before that gap resumes.
+    pub fn publish_numbered(&self, seq: u64, name: &'static str, data: String) {
+        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        if seq < ring.next_seq {
+            return; // already published
+        }
+        if seq > ring.next_seq {
+            tracing::warn!("the event log skipped from {} to {seq}", ring.next_seq);
+            ring.held.clear();
+        }
+        self.publish_locked(&mut ring, seq, name, data);
+    }
+
+    fn publish_locked(&self, ring: &mut Ring, seq: u64, name: &'static str, data: String) {
+        ring.next_seq = seq + 1;
         let event = Arc::new(Event::new(seq, self.id_of(seq), name, data));
+        if let Some(tap) = self.tap.get() {
+            tap(&event);
+        }
         if ring.held.len() == ring.capacity {
             ring.held.pop_front();
         }

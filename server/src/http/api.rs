@@ -41,6 +41,7 @@ pub fn router() -> Router<AppState> {
         .route("/tasks/{id}/kill", post(kill_task))
         .route("/tasks/{id}/seen", post(mark_seen))
         .route("/tasks/{id}/output", get(output_tail))
+        .route("/nodes", get(list_nodes))
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "no such route") })
 }
 
@@ -100,6 +101,18 @@ async fn list_tasks(State(state): State<AppState>) -> ApiResult<impl IntoRespons
     Ok(Json(blocking(&state, |tasks| tasks.list()).await?))
 }
 
+/// A single node: itself, online (a fleet answers this before it gets here).
+async fn list_nodes(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
+    let list = blocking(&state, |tasks| tasks.list()).await?;
+    let node = app::model::NodeInfo {
+        name: state.tasks.node.clone(),
+        online: true,
+        last_seen: crate::tasks::now_text(),
+        tasks: list.tasks.len(),
+    };
+    Ok(Json(app::model::NodeList { nodes: vec![node] }))
+}
+
 async fn get_task(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -114,12 +127,25 @@ struct CreateTask {
     name: Option<String>,
     workdir: Option<String>,
     prompt: Option<String>,
+    node: Option<String>,
+}
+
+/// A task is started here; a fleet forwards one meant for another node before this.
+fn check_node(state: &AppState, node: Option<&str>) -> ApiResult<()> {
+    match node {
+        Some(node) if node != state.tasks.node => Err(ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("no node named {node:?}"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 async fn create_task(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateTask>,
 ) -> ApiResult<impl IntoResponse> {
+    check_node(&state, body.node.as_deref())?;
     let new = NewCommand {
         command: body.command,
         name: body.name,
@@ -133,6 +159,7 @@ async fn create_task(
 #[derive(Deserialize, Default)]
 struct CreateTerminal {
     workdir: Option<String>,
+    node: Option<String>,
 }
 
 /// The body is optional: an empty request opens a terminal in the default directory.
@@ -148,6 +175,7 @@ async fn create_terminal(
         None
     } else {
         let JsonBody(body) = JsonBody::<CreateTerminal>::from_request(request, &state).await?;
+        check_node(&state, body.node.as_deref())?;
         body.workdir
     };
     let task = blocking(&state, move |tasks| {

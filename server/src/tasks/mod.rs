@@ -83,6 +83,8 @@ pub struct Tasks {
     pub broker: Arc<Broker>,
     data_dir: PathBuf,
     idle_waiting: Duration,
+    /// The node whose tmux runs these tasks (`TASKWIRE_NODE`).
+    pub node: String,
     /// Wakes the reconciler for a pass now (a task was created, a pane died).
     pub reconcile_now: Notify,
     /// Dead panes whose exit status is not known yet, and since when.
@@ -119,13 +121,18 @@ impl Tasks {
         broker: Arc<Broker>,
         data_dir: PathBuf,
         idle_waiting: Duration,
+        node: String,
     ) -> Tasks {
+        if let Err(e) = store.adopt(&node) {
+            tracing::warn!("recording this node on older tasks: {e}");
+        }
         Tasks {
             store: Mutex::new(store),
             runtime,
             broker,
             data_dir,
             idle_waiting,
+            node,
             reconcile_now: Notify::new(),
             unsettled: Mutex::default(),
             screens: Mutex::default(),
@@ -242,6 +249,7 @@ impl Tasks {
             message: None,
             seen: false,
             waiting_reason: None,
+            node: self.node.clone(),
         };
         let token = new_secret();
         let env = [

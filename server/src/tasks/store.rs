@@ -32,7 +32,7 @@ pub struct Outcome {
 }
 
 const COLUMNS: &str = "id, name, kind, command, workdir, status, exit_code, created_at, \
-                       finished_at, last_activity_at, error, message, seen, waiting_reason";
+                       finished_at, last_activity_at, error, message, seen, waiting_reason, node";
 
 impl Store {
     pub fn open(path: &Path) -> rusqlite::Result<Store> {
@@ -75,6 +75,8 @@ impl Store {
             // The task's program has reported its state: its reports, not its silence,
             // say when it waits.
             ("reports", "INTEGER NOT NULL DEFAULT 0"),
+            // Tasks recorded before nodes existed are this node's (`adopt`).
+            ("node", "TEXT NOT NULL DEFAULT ''"),
         ] {
             let present: bool = conn.query_row(
                 "SELECT COUNT(*) FROM pragma_table_info('tasks') WHERE name = ?1",
@@ -90,12 +92,19 @@ impl Store {
         Ok(Store { conn })
     }
 
+    /// Tasks recorded before this database knew its node are `node`'s.
+    pub fn adopt(&self, node: &str) -> rusqlite::Result<()> {
+        self.conn
+            .execute("UPDATE tasks SET node = ?1 WHERE node = ''", [node])?;
+        Ok(())
+    }
+
     /// Records a new task, with the token its program may report its state with.
     pub fn insert(&self, task: &Task, token: &str) -> rusqlite::Result<()> {
         self.conn.execute(
             &format!(
                 "INSERT INTO tasks ({COLUMNS}, token) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
             ),
             params![
                 task.id,
@@ -112,6 +121,7 @@ impl Store {
                 task.message,
                 task.seen,
                 task.waiting_reason.map(WaitingReason::as_str),
+                task.node,
                 token,
             ],
         )?;
@@ -330,6 +340,7 @@ fn task_from_row(row: &Row) -> rusqlite::Result<Task> {
         message: row.get(11)?,
         seen: row.get(12)?,
         waiting_reason: reason_from(row.get(13)?),
+        node: row.get(14)?,
     })
 }
 

@@ -89,7 +89,11 @@ impl TestServer {
         let mut limits = server::Limits::new(config.heartbeat());
         adjust(&mut limits);
         let leptos = LeptosOptions::builder().output_name("taskwire").build();
-        let state = AppState::open(config, leptos).expect("server state");
+        let state = AppState::open(config, leptos)
+            .expect("server state")
+            .join_fleet()
+            .await
+            .expect("joined the fleet");
         let reconciler = Some(state.spawn_reconciler());
         let listener = server::http::serve::listen(([127, 0, 0, 1], 0).into()).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -348,4 +352,68 @@ fn parse_frame(block: &str) -> Frame {
     }
     frame.data = data.join("\n");
     frame
+}
+
+/// A real nats-server with JetStream, on a free port with a temporary store; killed when
+/// dropped. `restart` keeps the store.
+pub struct Nats {
+    pub port: u16,
+    store: tempfile::TempDir,
+    process: Option<std::process::Child>,
+}
+
+impl Nats {
+    pub async fn start() -> Nats {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut nats = Nats {
+            port,
+            store: tempfile::tempdir().unwrap(),
+            process: None,
+        };
+        nats.launch().await;
+        nats
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    async fn launch(&mut self) {
+        let process = std::process::Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .arg(self.store.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server (scripts/setup.sh installs it)");
+        self.process = Some(process);
+        let addr = format!("127.0.0.1:{}", self.port);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(&addr).await.is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.launch().await;
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

@@ -1,0 +1,210 @@
+//! Actions anywhere: a request about another node's task is sent to that node over NATS
+//! request-reply (`taskwire.act.<node>`) as the HTTP request it is, and its answer is
+//! passed back as it came. The owner runs it through its own API router, so every rule
+//! (validation, conflicts, errors) is the owner's. A node that does not answer is offline:
+//! `503 {"error": "node … is offline"}` at once.
+//!
+//! Lists and single tasks are answered from this node's view; a task's terminal and its
+//! output stream are not relayed yet (`501`).
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    body::{to_bytes, Body},
+    extract::{Request, State},
+    http::{header, Method, StatusCode},
+    middleware::Next,
+    response::{IntoResponse, Response},
+    Json, Router,
+};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use super::Fleet;
+use crate::{http::error::error_response, StartError};
+
+/// The most a forwarded request may wait for its answer.
+const ANSWER_WITHIN: Duration = Duration::from_secs(15);
+/// Largest body forwarded (the API's own limit).
+const MAX_BODY: usize = 64 * 1024;
+
+/// A request as it travels to the owner.
+#[derive(Serialize, Deserialize)]
+struct Forwarded {
+    method: String,
+    /// Path and query.
+    uri: String,
+    body: String,
+}
+
+/// The owner's answer.
+#[derive(Serialize, Deserialize)]
+struct Answer {
+    status: u16,
+    body: String,
+}
+
+fn action_subject(node: &str) -> String {
+    format!("taskwire.act.{node}")
+}
+
+/// The middleware in front of the API (inside its authentication): answers lists from the
+/// view and sends actions on other nodes' tasks to them.
+pub async fn route(State(fleet): State<Arc<Fleet>>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_string();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (request.method().clone(), segments.as_slice()) {
+        (Method::GET, ["api", "tasks"]) => Json(fleet.list()).into_response(),
+        (Method::GET, ["api", "nodes"]) => Json(fleet.node_list()).into_response(),
+        (Method::POST, ["api", "tasks"] | ["api", "tasks", "terminal"]) => {
+            create_anywhere(&fleet, request, next).await
+        }
+        (method, ["api", "tasks", id, rest @ ..]) => {
+            let Some(task) = fleet.get(id).filter(|t| t.node != fleet.node) else {
+                return next.run(request).await;
+            };
+            match (method, rest) {
+                (Method::GET, []) => Json(task).into_response(),
+                (_, ["terminal"] | ["output", "stream"]) => error_response(
+                    StatusCode::NOT_IMPLEMENTED,
+                    &format!(
+                        "this stream of a task on node {} is not relayed yet: open it on that node",
+                        task.node
+                    ),
+                ),
+                _ => forward(&fleet, &task.node, request).await,
+            }
+        }
+        _ => next.run(request).await,
+    }
+}
+
+/// `POST /api/tasks` (or `/terminal`) with `"node"`: started on that node.
+async fn create_anywhere(fleet: &Fleet, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
+        return error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the body is over {} KiB", MAX_BODY / 1024),
+        );
+    };
+    let node = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("node")?.as_str().map(str::to_string));
+    let request = Request::from_parts(parts, Body::from(bytes));
+    match node {
+        Some(node) if node != fleet.node => {
+            if !fleet.node_list().nodes.iter().any(|n| n.name == node) {
+                return error_response(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &format!("no node named {node:?}"),
+                );
+            }
+            forward(fleet, &node, request).await
+        }
+        _ => next.run(request).await,
+    }
+}
+
+/// Sends `request` to `node` and answers with what it answered.
+async fn forward(fleet: &Fleet, node: &str, request: Request) -> Response {
+    if !fleet.is_online(node) {
+        return offline(node);
+    }
+    let (parts, body) = request.into_parts();
+    let Ok(body) = to_bytes(body, MAX_BODY).await else {
+        return error_response(StatusCode::PAYLOAD_TOO_LARGE, "the body is too large");
+    };
+    let forwarded = Forwarded {
+        method: parts.method.to_string(),
+        uri: parts.uri.to_string(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    };
+    let payload = serde_json::to_vec(&forwarded).unwrap_or_default();
+    let asked = tokio::time::timeout(
+        ANSWER_WITHIN,
+        fleet.client.request(action_subject(node), payload.into()),
+    )
+    .await;
+    let reply = match asked {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+            return offline(node)
+        }
+        Ok(Err(e)) => {
+            return error_response(StatusCode::BAD_GATEWAY, &format!("node {node}: {e}"))
+        }
+        Err(_) => return error_response(StatusCode::GATEWAY_TIMEOUT, &format!("node {node} did not answer")),
+    };
+    match serde_json::from_slice::<Answer>(&reply.payload) {
+        Ok(answer) => Response::builder()
+            .status(answer.status)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(answer.body))
+            .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response()),
+        Err(e) => error_response(StatusCode::BAD_GATEWAY, &format!("node {node} answered: {e}")),
+    }
+}
+
+fn offline(node: &str) -> Response {
+    error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!("node {node} is offline"),
+    )
+}
+
+/// Answers the requests other nodes forward to this one, with `api` (this node's API
+/// router, without authentication: only nodes of the fleet reach this subject).
+pub async fn answer_actions(
+    fleet: Arc<Fleet>,
+    api: Router,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
+    let mut requests = fleet.client.subscribe(action_subject(&fleet.node)).await?;
+    tokio::spawn(async move {
+        loop {
+            let message = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                message = requests.next() => message,
+            };
+            let Some(message) = message else { return };
+            let Some(reply) = message.reply.clone() else { continue };
+            let (fleet, api) = (fleet.clone(), api.clone());
+            tokio::spawn(async move {
+                let answer = answer(&fleet, api, &message.payload).await;
+                let payload = serde_json::to_vec(&answer).unwrap_or_default();
+                if let Err(e) = fleet.client.publish(reply, payload.into()).await {
+                    tracing::warn!("answering a forwarded request: {e}");
+                }
+            });
+        }
+    });
+    Ok(())
+}
+
+async fn answer(fleet: &Fleet, api: Router, payload: &[u8]) -> Answer {
+    let Ok(forwarded) = serde_json::from_slice::<Forwarded>(payload) else {
+        return Answer {
+            status: 400,
+            body: r#"{"error":"a malformed forwarded request"}"#.into(),
+        };
+    };
+    let request = Request::builder()
+        .method(forwarded.method.as_str())
+        .uri(forwarded.uri.as_str())
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {}", fleet.token))
+        .body(Body::from(forwarded.body));
+    let response = match request {
+        Ok(request) => api.oneshot(request).await.into_response(),
+        Err(e) => error_response(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let status = response.status().as_u16();
+    let body = to_bytes(response.into_body(), 4 * 1024 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    Answer { status, body }
+}

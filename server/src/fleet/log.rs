@@ -1,0 +1,165 @@
+//! The event log: this node's outbox sent to the stream, and the stream read back into the
+//! view and the broker this node's browsers listen to.
+
+use std::{sync::Arc, time::Duration};
+
+use app::model::{event, Deleted, Task};
+use async_nats::jetstream::{
+    consumer::{pull, DeliverPolicy},
+    message::PublishMessage,
+    stream::Stream,
+};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::{event_subject, lock, outbox::Entry, Fleet};
+
+/// How long to wait before sending again after NATS failed to take an event.
+const RETRY_AFTER: Duration = Duration::from_millis(500);
+
+/// Sends the outbox to the stream, oldest first, until `shutdown`. An entry leaves the
+/// outbox only once JetStream has acknowledged it; one that fails is sent again (its
+/// message id makes JetStream drop a second copy).
+pub async fn send_outbox(fleet: Arc<Fleet>, shutdown: CancellationToken) {
+    loop {
+        let entries = fleet.outbox.oldest(256).unwrap_or_else(|e| {
+            tracing::error!("reading the outbox: {e}");
+            Vec::new()
+        });
+        if entries.is_empty() {
+            // A push since the read left a permit: this returns at once then.
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = fleet.outbox.filled.notified() => continue,
+            }
+        }
+        for entry in entries {
+            if let Err(e) = send(&fleet, &entry).await {
+                tracing::warn!("sending an event to the fleet (will retry): {e}");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(RETRY_AFTER) => break,
+                }
+            }
+            if let Err(e) = fleet.outbox.remove(entry.n) {
+                tracing::error!("removing a sent event from the outbox: {e}");
+            }
+        }
+    }
+}
+
+/// One event to the stream, its record to the bucket first (see `Fleet::join`).
+async fn send(fleet: &Fleet, entry: &Entry) -> Result<(), async_nats::Error> {
+    match entry.name.as_str() {
+        event::TASK_DELETED => {
+            let deleted: Deleted = serde_json::from_str(&entry.data)?;
+            fleet.records.delete(&deleted.id).await?;
+        }
+        event::TASK_CREATED | event::TASK_STATUS | event::TASK_UPDATED => {
+            let task: Task = serde_json::from_str(&entry.data)?;
+            fleet
+                .records
+                .put(&task.id, entry.data.clone().into())
+                .await?;
+        }
+        _ => {}
+    }
+    let message = PublishMessage::build()
+        .payload(format!("{}\n{}", entry.name, entry.data).into())
+        .message_id(format!("{}-{}", fleet.node, entry.n));
+    fleet
+        .jetstream
+        .send_publish(event_subject(&fleet.node), message)
+        .await?
+        .await?;
+    Ok(())
+}
+
+/// Reads the stream from `from` on, for as long as the node runs: each event updates the
+/// view and is published to this node's browsers with the stream's number. The ordered
+/// consumer recreates itself where it stopped if NATS goes away and comes back.
+pub async fn read_log(fleet: Arc<Fleet>, stream: Stream, from: u64, shutdown: CancellationToken) {
+    let mut next = from;
+    loop {
+        if let Err(e) = read_from(&fleet, &stream, &mut next, &shutdown).await {
+            tracing::warn!("reading the fleet's event log (will retry): {e}");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(RETRY_AFTER) => {}
+        }
+    }
+}
+
+async fn read_from(
+    fleet: &Fleet,
+    stream: &Stream,
+    next: &mut u64,
+    shutdown: &CancellationToken,
+) -> Result<(), async_nats::Error> {
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: *next,
+            },
+            ..Default::default()
+        })
+        .await?;
+    let mut messages = consumer.messages().await?;
+    loop {
+        let message = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            message = messages.next() => message,
+        };
+        let Some(message) = message else {
+            return Ok(());
+        };
+        let message = message?;
+        let seq = message.info()?.stream_sequence;
+        let payload = String::from_utf8_lossy(&message.payload);
+        if let Some((name, data)) = payload.split_once('\n') {
+            fleet.apply(seq, name, data);
+        }
+        *next = seq + 1;
+    }
+}
+
+impl Fleet {
+    /// One event of the log: the view changes and the browsers hear of it, together.
+    fn apply(&self, seq: u64, name: &str, data: &str) {
+        let Some(name) = known_event(name) else {
+            tracing::warn!("an unknown event in the log: {name}");
+            return;
+        };
+        let mut view = lock(&self.view);
+        match name {
+            event::TASK_DELETED => {
+                if let Ok(deleted) = serde_json::from_str::<Deleted>(data) {
+                    view.remove(&deleted.id);
+                }
+            }
+            event::NODE_STATUS => {}
+            _ => match serde_json::from_str::<Task>(data) {
+                Ok(task) => {
+                    view.insert(task.id.clone(), task);
+                }
+                Err(e) => tracing::warn!("an unreadable {name} event: {e}"),
+            },
+        }
+        self.broker.publish_numbered(seq, name, data.to_string());
+    }
+}
+
+/// The event's name as the broker takes it (`&'static str`); `None` for a name this
+/// version does not know.
+fn known_event(name: &str) -> Option<&'static str> {
+    [
+        event::TASK_CREATED,
+        event::TASK_STATUS,
+        event::TASK_UPDATED,
+        event::TASK_DELETED,
+        event::NODE_STATUS,
+    ]
+    .into_iter()
+    .find(|known| *known == name)
+}

@@ -1,0 +1,215 @@
+//! The fleet: many taskwire nodes, one dashboard, on NATS JetStream
+//! (`TASKWIRE_NATS_URL`). Each node runs its own tasks in its own tmux, as a single node
+//! does, and serves every task of every node.
+//!
+//! - **One event log**: the JetStream stream `TASKWIRE_EVENTS`. A node's own changes go
+//!   to its outbox (SQLite) as they are published, and from there to the stream, in order;
+//!   every node reads the stream back and publishes each event to the broker its browsers
+//!   listen to, numbered with the stream's sequence (`Broker::continuing`), so an event
+//!   has the same id on every node and a browser resumes on any of them.
+//! - **Records**: the key-value bucket `taskwire_tasks` holds every task (its owner writes
+//!   it before the event), so a node that starts lists everything at once.
+//! - **Actions** on another node's task are HTTP requests sent to that node over NATS
+//!   request-reply (`forward`); **liveness** is a heartbeat a second (`nodes`).
+
+mod log;
+pub mod forward;
+pub mod nodes;
+mod outbox;
+
+use std::{
+    collections::HashMap,
+    path::Path,
+    sync::{Arc, Mutex},
+};
+
+use app::model::{Task, TaskList};
+use async_nats::jetstream::{self, kv};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::{config::Config, events::broker::Broker, tasks::Tasks, StartError};
+
+/// The stream every node's events go to.
+pub const STREAM: &str = "TASKWIRE_EVENTS";
+/// The bucket of every task's latest record, keyed by id.
+pub const RECORDS: &str = "taskwire_tasks";
+/// Events kept in the stream (for resume, and for nodes catching up).
+const STREAM_MAX_EVENTS: i64 = 1_000_000;
+
+fn event_subject(node: &str) -> String {
+    format!("taskwire.events.{node}")
+}
+
+pub struct Fleet {
+    pub node: String,
+    client: async_nats::Client,
+    jetstream: jetstream::Context,
+    records: kv::Store,
+    /// Every task of every node as the log has told this node. Changed together with
+    /// `broker`'s publishing, under this lock, so a list names the event it reflects.
+    view: Mutex<HashMap<String, Task>>,
+    /// What this node's browsers listen to: the log's events, numbered as in the stream.
+    pub broker: Arc<Broker>,
+    nodes: nodes::Nodes,
+    outbox: outbox::Outbox,
+    pub tasks: Arc<Tasks>,
+    token: Arc<str>,
+}
+
+impl Fleet {
+    /// Connects to NATS, creates the stream and the bucket if they are new, reads every
+    /// record, and starts the node's work (sending its events, reading the log, heartbeats).
+    pub async fn join(
+        config: &Config,
+        tasks: Arc<Tasks>,
+        token: Arc<str>,
+        data_dir: &Path,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Fleet>, StartError> {
+        let url = config.nats_url.as_deref().ok_or("no TASKWIRE_NATS_URL")?;
+        let mut options = async_nats::ConnectOptions::new().name(format!("taskwire {}", tasks.node));
+        if let Some(creds) = &config.nats_creds {
+            options = options.credentials_file(creds).await?;
+        }
+        let client = options
+            .connect(url)
+            .await
+            .map_err(|e| format!("cannot reach NATS at {url}: {e}"))?;
+        let jetstream = jetstream::new(client.clone());
+        let mut stream = jetstream
+            .get_or_create_stream(jetstream::stream::Config {
+                name: STREAM.into(),
+                subjects: vec!["taskwire.events.>".into()],
+                max_messages: STREAM_MAX_EVENTS,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("the event stream: {e}"))?;
+        let info = stream.info().await?;
+        // The stream's creation time: the same for every node, new if the stream is new.
+        let epoch = (info.created.unix_timestamp_nanos() / 1000).to_string();
+        // Read before the records: an event after this was written after its record was,
+        // or is read again below; either way nothing is missed.
+        let last = info.state.last_sequence;
+        let records = records_bucket(&jetstream).await?;
+        let view = read_records(&records).await?;
+        let fleet = Arc::new(Fleet {
+            node: tasks.node.clone(),
+            client,
+            jetstream,
+            records,
+            view: Mutex::new(view),
+            broker: Broker::continuing(epoch, last + 1, config.replay, config.max_subscribers),
+            nodes: nodes::Nodes::default(),
+            outbox: outbox::Outbox::open(&data_dir.join("taskwire.db"))?,
+            tasks,
+            token,
+        });
+        fleet.connect_outbox();
+        fleet.share_own_records();
+        tokio::spawn(log::send_outbox(fleet.clone(), shutdown.clone()));
+        tokio::spawn(log::read_log(fleet.clone(), stream, last + 1, shutdown.clone()));
+        nodes::spawn(fleet.clone(), shutdown.clone()).await?;
+        Ok(fleet)
+    }
+
+    /// Every event this node's tasks publish also goes to the outbox, in order.
+    fn connect_outbox(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        self.tasks.broker.set_tap(Box::new(move |event| {
+            if let Some(fleet) = weak.upgrade() {
+                fleet.outbox.push(event.name, &event.data);
+            }
+        }));
+    }
+
+    /// Sends this node's records that the fleet does not have as they are (tasks from
+    /// before it joined, or changed while it was away).
+    fn share_own_records(&self) {
+        let own = match self.tasks.list() {
+            Ok(list) => list.tasks,
+            Err(e) => {
+                tracing::warn!("listing this node's tasks for the fleet: {e:?}");
+                return;
+            }
+        };
+        let view = lock(&self.view);
+        for task in own {
+            if view.get(&task.id) != Some(&task) {
+                self.outbox.push(
+                    app::model::event::TASK_UPDATED,
+                    &crate::events::event::to_json(&task),
+                );
+            }
+        }
+    }
+
+    /// Every task of every node, newest first, with the newest event the list reflects.
+    pub fn list(&self) -> TaskList {
+        let view = lock(&self.view);
+        let mut tasks: Vec<Task> = view.values().cloned().collect();
+        let event_id = self.broker.newest_id();
+        drop(view);
+        tasks.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        TaskList { tasks, event_id }
+    }
+
+    pub fn get(&self, id: &str) -> Option<Task> {
+        lock(&self.view).get(id).cloned()
+    }
+
+    /// How many of the view's tasks each node holds.
+    fn task_counts(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for task in lock(&self.view).values() {
+            *counts.entry(task.node.clone()).or_default() += 1;
+        }
+        counts
+    }
+}
+
+/// The records bucket, its stream made as the key-value API makes it (the client's own
+/// `create_key_value` first asks for account details that Debian's nats-server 2.9
+/// answers in a form this client does not read).
+async fn records_bucket(jetstream: &jetstream::Context) -> Result<kv::Store, StartError> {
+    jetstream
+        .get_or_create_stream(jetstream::stream::Config {
+            name: format!("KV_{RECORDS}"),
+            subjects: vec![format!("$KV.{RECORDS}.>")],
+            max_messages_per_subject: 1,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: jetstream::stream::DiscardPolicy::New,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("the records bucket: {e}"))?;
+    Ok(jetstream
+        .get_key_value(RECORDS)
+        .await
+        .map_err(|e| format!("the records bucket: {e}"))?)
+}
+
+/// Every record in the bucket.
+async fn read_records(records: &kv::Store) -> Result<HashMap<String, Task>, StartError> {
+    let mut view = HashMap::new();
+    let mut keys = records.keys().await?;
+    while let Some(key) = keys.next().await {
+        let key = key?;
+        if let Some(value) = records.get(&key).await? {
+            match serde_json::from_slice::<Task>(&value) {
+                Ok(task) => {
+                    view.insert(task.id.clone(), task);
+                }
+                Err(e) => tracing::warn!("an unreadable record {key}: {e}"),
+            }
+        }
+    }
+    Ok(view)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}

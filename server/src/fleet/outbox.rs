@@ -1,0 +1,75 @@
+//! This node's events on their way to the fleet: written to SQLite as they are published
+//! (in order, under the broker's lock), removed once JetStream has them. A node without
+//! NATS keeps recording; the fleet gets the changes, in order, when NATS is back.
+
+use std::{path::Path, sync::Mutex};
+
+use rusqlite::{params, Connection};
+use tokio::sync::Notify;
+
+pub struct Outbox {
+    conn: Mutex<Connection>,
+    /// Told of every new entry.
+    pub filled: Notify,
+}
+
+/// One event waiting for JetStream; `n` never repeats (it names the message, so a resend
+/// after a lost acknowledgement is dropped by JetStream as a duplicate).
+pub struct Entry {
+    pub n: i64,
+    pub name: String,
+    pub data: String,
+}
+
+impl Outbox {
+    pub fn open(path: &Path) -> rusqlite::Result<Outbox> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS outbox (
+                n INTEGER PRIMARY KEY AUTOINCREMENT,
+                name TEXT NOT NULL,
+                data TEXT NOT NULL
+            );",
+        )?;
+        Ok(Outbox {
+            conn: Mutex::new(conn),
+            filled: Notify::new(),
+        })
+    }
+
+    pub fn push(&self, name: &str, data: &str) {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let pushed = conn.execute(
+            "INSERT INTO outbox (name, data) VALUES (?1, ?2)",
+            params![name, data],
+        );
+        drop(conn);
+        match pushed {
+            Ok(_) => self.filled.notify_one(),
+            Err(e) => tracing::error!("the fleet will miss a {name} event: {e}"),
+        }
+    }
+
+    /// The oldest entries, at most `limit`.
+    pub fn oldest(&self, limit: usize) -> rusqlite::Result<Vec<Entry>> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stmt = conn.prepare_cached("SELECT n, name, data FROM outbox ORDER BY n LIMIT ?1")?;
+        let entries = stmt
+            .query_map([limit as i64], |row| {
+                Ok(Entry {
+                    n: row.get(0)?,
+                    name: row.get(1)?,
+                    data: row.get(2)?,
+                })
+            })?
+            .collect();
+        entries
+    }
+
+    pub fn remove(&self, n: i64) -> rusqlite::Result<()> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        conn.execute("DELETE FROM outbox WHERE n = ?1", [n])?;
+        Ok(())
+    }
+}

@@ -1,0 +1,167 @@
+//! A fleet of two nodes on a real nats-server (JetStream), each node with its own data dir
+//! and tmux socket: one dashboard of every task, one event sequence, actions anywhere.
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{session_exists, Fixture, Nats, TestServer};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+const SOON: Duration = Duration::from_secs(15);
+
+async fn node(fixture: &Fixture, nats: &Nats, name: &str) -> TestServer {
+    let url = nats.url();
+    fixture
+        .serve_with(|c| {
+            c.nats_url = Some(url);
+            c.node = Some(name.to_string());
+        })
+        .await
+}
+
+/// Waits until `server`'s `GET /api/nodes` says `name` is `online`.
+async fn wait_for_node(server: &TestServer, name: &str, online: bool) {
+    let deadline = Instant::now() + SOON;
+    loop {
+        let (_, body) = server.call(Method::GET, "/api/nodes", None).await;
+        let found = body["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|n| n["name"] == name && n["online"] == online);
+        if found {
+            return;
+        }
+        assert!(Instant::now() < deadline, "node {name} not online={online}: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `server` lists task `id` with `status`.
+async fn wait_listed(server: &TestServer, id: &str, status: &str) -> Value {
+    let deadline = Instant::now() + SOON;
+    loop {
+        let (_, body) = server.call(Method::GET, "/api/tasks", None).await;
+        let task = body["tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["id"] == id)
+            .cloned();
+        if let Some(task) = task.filter(|t| t["status"] == status) {
+            return task;
+        }
+        assert!(Instant::now() < deadline, "{id} not listed as {status}: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_task_started_through_one_node_on_another_is_seen_and_controlled_from_both() {
+    let nats = Nats::start().await;
+    let (fixture_a, fixture_b) = (Fixture::new(), Fixture::new());
+    let a = node(&fixture_a, &nats, "node-a").await;
+    let b = node(&fixture_b, &nats, "node-b").await;
+    wait_for_node(&a, "node-b", true).await;
+
+    let mut events_a = a.events("", None).await;
+    let ready_a = events_a.wait_for("ready", SOON).await;
+    let mut events_b = b.events("", None).await;
+    events_b.wait_for("ready", SOON).await;
+
+    // Bad input changes nothing, wherever it is sent.
+    let (status, body) = a
+        .call(Method::POST, "/api/tasks", Some(json!({"command": "true", "node": "nope"})))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("nope"));
+
+    let (status, task) = a
+        .call(
+            Method::POST,
+            "/api/tasks",
+            Some(json!({"command": "sleep 600", "name": "on b", "node": "node-b"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{task}");
+    assert_eq!(task["node"], "node-b");
+    let id = task["id"].as_str().unwrap().to_string();
+    assert!(session_exists(&fixture_b.socket, &id), "runs in node b's tmux");
+    assert!(!session_exists(&fixture_a.socket, &id));
+
+    // The same event, with the same id, on both nodes.
+    let created_a = events_a.wait_for("task.created", SOON).await;
+    let created_b = events_b.wait_for("task.created", SOON).await;
+    assert_eq!(created_a.json()["id"], id.as_str());
+    assert_eq!(created_a.id, created_b.id);
+    // A browser that was on node a resumes on node b.
+    let mut moved = b
+        .events("", Some(ready_a.json()["event_id"].as_str().unwrap()))
+        .await;
+    let ready = moved.wait_for("ready", SOON).await;
+    assert_eq!(ready.json()["resumed"], true, "{}", ready.data);
+    let replayed = moved.wait_for("task.created", SOON).await;
+    assert_eq!(replayed.id, created_a.id);
+
+    wait_listed(&a, &id, "running").await;
+    let (status, body) = a
+        .call(Method::GET, &format!("/api/tasks/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["node"], "node-b");
+
+    // Killed from node a.
+    let (status, body) = a
+        .call(Method::POST, &format!("/api/tasks/{id}/kill"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "killed");
+    assert!(!session_exists(&fixture_b.socket, &id));
+    wait_listed(&a, &id, "killed").await;
+    wait_listed(&b, &id, "killed").await;
+
+    // Deleted from node a: gone everywhere.
+    let (status, body) = a
+        .call(Method::DELETE, &format!("/api/tasks/{id}"), None)
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+    let deleted = events_b.wait_for("task.deleted", SOON).await;
+    assert_eq!(deleted.json()["id"], id.as_str());
+    let (_, list) = b.call(Method::GET, "/api/tasks", None).await;
+    assert!(!list["tasks"].as_array().unwrap().iter().any(|t| t["id"] == id.as_str()));
+}
+
+#[tokio::test]
+async fn a_stopped_node_is_offline_its_tasks_answer_503_and_it_comes_back() {
+    let nats = Nats::start().await;
+    let (fixture_a, fixture_b) = (Fixture::new(), Fixture::new());
+    let a = node(&fixture_a, &nats, "node-a").await;
+    let b = node(&fixture_b, &nats, "node-b").await;
+    let marker = fixture_b.dir.path().join("go");
+    let command = format!("while [ ! -e '{}' ]; do sleep 0.1; done; exit 3", marker.display());
+    let task = b.create(json!({ "command": command })).await;
+    wait_listed(&a, &task.id, "running").await;
+
+    b.stop().await;
+    wait_for_node(&a, "node-b", false).await;
+    let (status, body) = a
+        .call(Method::POST, &format!("/api/tasks/{}/kill", task.id), None)
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"], "node node-b is offline");
+    // Its task keeps its last status meanwhile, and goes on running in tmux.
+    wait_listed(&a, &task.id, "running").await;
+    std::fs::write(&marker, "").unwrap();
+
+    // Back: the task that ended meanwhile has its true exit code, everywhere.
+    let b = node(&fixture_b, &nats, "node-b").await;
+    wait_for_node(&a, "node-b", true).await;
+    let ended = wait_listed(&a, &task.id, "failed").await;
+    assert_eq!(ended["exit_code"], 3);
+    let (status, _) = a
+        .call(Method::DELETE, &format!("/api/tasks/{}", task.id), None)
+        .await;
+    assert!(status.is_success());
+    drop(b);
+}
