@@ -165,3 +165,112 @@ async fn a_stopped_node_is_offline_its_tasks_answer_503_and_it_comes_back() {
     assert!(status.is_success());
     drop(b);
 }
+
+/// The ids of the task events a stream delivers until it has seen `last_status` for `id`.
+async fn event_ids_until(
+    events: &mut common::SseClient,
+    id: &str,
+    last_status: &str,
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let frame = events
+            .next_event(left)
+            .await
+            .expect("the stream stays open");
+        if let Some(frame_id) = &frame.id {
+            if frame.name().starts_with("task.") {
+                ids.push(frame_id.clone());
+            }
+        }
+        let data = frame.json();
+        if frame.name() == "task.status" && data["id"] == id && data["status"] == last_status {
+            return ids;
+        }
+    }
+}
+
+#[tokio::test]
+async fn nats_restarting_loses_and_doubles_nothing_and_an_exit_meanwhile_reaches_the_fleet() {
+    let mut nats = Nats::start().await;
+    let (fixture_a, fixture_b) = (Fixture::new(), Fixture::new());
+    let a = node(&fixture_a, &nats, "node-a").await;
+    let b = node(&fixture_b, &nats, "node-b").await;
+    let marker = fixture_a.dir.path().join("go");
+    let command = format!("while [ ! -e '{}' ]; do sleep 0.1; done; exit 5", marker.display());
+    let task = a.create(json!({ "command": command })).await;
+    wait_listed(&b, &task.id, "running").await;
+    let mut events_a = a.events("", None).await;
+    events_a.wait_for("ready", SOON).await;
+    let mut events_b = b.events("", None).await;
+    events_b.wait_for("ready", SOON).await;
+    // Events before the outage, from both nodes' tasks.
+    let before = b.create(json!({"command": "sleep 600"})).await;
+
+    // NATS away for 10 s; the task on node a ends meanwhile.
+    nats.stop();
+    std::fs::write(&marker, "").unwrap();
+    a.wait_for_status(&task.id, app::model::TaskStatus::Failed, SOON)
+        .await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    nats.restart().await;
+
+    // Both browsers hear of it, with the same ids, each once and in order.
+    let ids_a = event_ids_until(&mut events_a, &task.id, "failed").await;
+    let ids_b = event_ids_until(&mut events_b, &task.id, "failed").await;
+    assert_eq!(ids_a, ids_b);
+    let seqs: Vec<u64> = ids_a
+        .iter()
+        .map(|id| id.rsplit_once('-').unwrap().1.parse().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{ids_a:?}");
+    let ended = wait_listed(&b, &task.id, "failed").await;
+    assert_eq!(ended["exit_code"], 5);
+    wait_listed(&b, &before.id, "running").await;
+}
+
+#[tokio::test]
+async fn another_nodes_task_has_its_terminal_relayed() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+
+    let nats = Nats::start().await;
+    let (fixture_a, fixture_b) = (Fixture::new(), Fixture::new());
+    let a = node(&fixture_a, &nats, "node-a").await;
+    let b = node(&fixture_b, &nats, "node-b").await;
+    let task = b
+        .create(json!({"command": "echo ready; read line; echo heard-$line; sleep 0.3"}))
+        .await;
+    wait_listed(&a, &task.id, "running").await;
+
+    let url = format!(
+        "{}/api/tasks/{}/terminal?cols=100&rows=30",
+        a.base.replacen("http", "ws", 1),
+        task.id
+    );
+    let mut request = url.into_client_request().unwrap();
+    let bearer = format!("Bearer {}", common::TOKEN).parse().unwrap();
+    request.headers_mut().insert("authorization", bearer);
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let mut drawn = String::new();
+    let mut typed = false;
+    let deadline = Instant::now() + SOON;
+    let close = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, socket.next()).await {
+            Ok(Some(Ok(Message::Binary(bytes)))) => drawn.push_str(&String::from_utf8_lossy(&bytes)),
+            Ok(Some(Ok(Message::Close(frame)))) => break frame,
+            Ok(Some(Ok(_))) => {}
+            other => panic!("the relayed terminal broke ({other:?}); drawn: {drawn:?}"),
+        }
+        if drawn.contains("ready") && !typed {
+            socket.send(Message::Binary(b"relayed\r".to_vec().into())).await.unwrap();
+            typed = true;
+        }
+    };
+    assert!(drawn.contains("heard-relayed"), "{drawn:?}");
+    assert_eq!(u16::from(close.expect("a close frame").code), 1000);
+    wait_listed(&a, &task.id, "completed").await;
+}

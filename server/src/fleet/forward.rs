@@ -4,8 +4,8 @@
 //! (validation, conflicts, errors) is the owner's. A node that does not answer is offline:
 //! `503 {"error": "node … is offline"}` at once.
 //!
-//! Lists and single tasks are answered from this node's view; a task's terminal and its
-//! output stream are not relayed yet (`501`).
+//! Lists and single tasks are answered from this node's view; a task's terminal is
+//! relayed (`terminal`); its output stream is not yet (`501`).
 
 use std::{sync::Arc, time::Duration};
 
@@ -67,10 +67,13 @@ pub async fn route(State(fleet): State<Arc<Fleet>>, request: Request, next: Next
             };
             match (method, rest) {
                 (Method::GET, []) => Json(task).into_response(),
-                (_, ["terminal"] | ["output", "stream"]) => error_response(
+                (Method::GET, ["terminal"]) => {
+                    super::terminal::relay(fleet.clone(), task, request).await
+                }
+                (_, ["output", "stream"]) => error_response(
                     StatusCode::NOT_IMPLEMENTED,
                     &format!(
-                        "this stream of a task on node {} is not relayed yet: open it on that node",
+                        "the output stream of a task on node {} is not relayed: open it on that node",
                         task.node
                     ),
                 ),

@@ -16,6 +16,7 @@ mod log;
 pub mod forward;
 pub mod nodes;
 mod outbox;
+pub mod terminal;
 
 use std::{
     collections::HashMap,
@@ -111,6 +112,7 @@ impl Fleet {
         tokio::spawn(log::send_outbox(fleet.clone(), shutdown.clone()));
         tokio::spawn(log::read_log(fleet.clone(), stream, last + 1, shutdown.clone()));
         nodes::spawn(fleet.clone(), shutdown.clone()).await?;
+        terminal::answer_terminals(fleet.clone(), shutdown).await?;
         Ok(fleet)
     }
 

@@ -6,6 +6,7 @@
 mod viewer;
 
 use std::{
+    future::Future,
     sync::atomic::{AtomicU64, AtomicUsize, Ordering},
     sync::Arc,
     time::Duration,
@@ -58,8 +59,18 @@ pub fn router() -> Router<AppState> {
 
 #[derive(Deserialize)]
 pub struct SizeQuery {
-    cols: Option<u16>,
-    rows: Option<u16>,
+    pub cols: Option<u16>,
+    pub rows: Option<u16>,
+}
+
+impl SizeQuery {
+    /// The size asked for, within bounds.
+    pub fn size(&self) -> PaneSize {
+        PaneSize {
+            cols: self.cols.unwrap_or(START_SIZE.cols).clamp(2, 1000),
+            rows: self.rows.unwrap_or(START_SIZE.rows).clamp(2, 1000),
+        }
+    }
 }
 
 /// A control message from the browser (a text frame).
@@ -103,25 +114,53 @@ async fn terminal(
     };
     let tasks = state.tasks.clone();
     let shutdown = state.shutdown.clone();
-    let size = PaneSize {
-        cols: size.cols.unwrap_or(START_SIZE.cols).clamp(2, 1000),
-        rows: size.rows.unwrap_or(START_SIZE.rows).clamp(2, 1000),
-    };
+    let size = size.size();
     upgrade.on_upgrade(move |socket| async move {
         let _slot = slot;
-        METRICS.viewers.fetch_add(1, Ordering::Relaxed);
-        if task.status.is_live() {
-            view_live(socket, tasks, id, size, shutdown).await;
-        } else {
-            replay(socket, &tasks, &id).await;
-        }
-        METRICS.viewers.fetch_sub(1, Ordering::Relaxed);
+        serve(socket, tasks, id, task.status.is_live(), size, shutdown).await;
     })
+}
+
+/// Where a viewer's frames go to and come from: the browser's WebSocket, or, in a fleet,
+/// another node relaying one over NATS.
+pub trait Wire: Send {
+    /// An error means the other end is gone.
+    fn send(&mut self, message: Message) -> impl Future<Output = Result<(), ()>> + Send;
+    /// `None` once the other end is gone.
+    fn recv(&mut self) -> impl Future<Output = Option<Message>> + Send;
+}
+
+impl Wire for WebSocket {
+    fn send(&mut self, message: Message) -> impl Future<Output = Result<(), ()>> + Send {
+        async move { WebSocket::send(self, message).await.map_err(|_| ()) }
+    }
+
+    fn recv(&mut self) -> impl Future<Output = Option<Message>> + Send {
+        async move { WebSocket::recv(self).await.and_then(Result::ok) }
+    }
+}
+
+/// One viewer of task `id`: live (`live`) until it ends, else its log replayed.
+pub async fn serve(
+    wire: impl Wire,
+    tasks: Arc<Tasks>,
+    id: String,
+    live: bool,
+    size: PaneSize,
+    shutdown: CancellationToken,
+) {
+    METRICS.viewers.fetch_add(1, Ordering::Relaxed);
+    if live {
+        view_live(wire, tasks, id, size, shutdown).await;
+    } else {
+        replay(wire, &tasks, &id).await;
+    }
+    METRICS.viewers.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// Browsers send cookies with a WebSocket handshake from any site, so a handshake that
 /// names an origin must name ours (a client that is not a browser names none).
-fn same_origin(headers: &HeaderMap) -> bool {
+pub fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
@@ -140,7 +179,7 @@ fn same_origin(headers: &HeaderMap) -> bool {
 /// A live task: the viewer's keys go in, tmux's drawing comes out, until the task ends
 /// (then its final screen, and close 1000), the browser leaves, or the server stops.
 async fn view_live(
-    mut socket: WebSocket,
+    mut socket: impl Wire,
     tasks: Arc<Tasks>,
     id: String,
     size: PaneSize,
@@ -167,8 +206,8 @@ async fn view_live(
                 None => break,
             },
             received = socket.recv() => match received {
-                Some(Ok(Message::Binary(bytes))) => viewer.type_bytes(bytes.to_vec()),
-                Some(Ok(Message::Text(text))) => match serde_json::from_str(&text) {
+                Some(Message::Binary(bytes)) => viewer.type_bytes(bytes.to_vec()),
+                Some(Message::Text(text)) => match serde_json::from_str(&text) {
                     Ok(Control::Resize { cols, rows }) => {
                         viewer.resize(PaneSize { cols: cols.clamp(2, 1000), rows: rows.clamp(2, 1000) });
                     }
@@ -177,8 +216,8 @@ async fn view_live(
                         METRICS.bad_messages.fetch_add(1, Ordering::Relaxed);
                     }
                 },
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                Some(Ok(_)) => {}
+                Some(Message::Close(_)) | None => return,
+                Some(_) => {}
             },
             () = shutdown.cancelled() => return close(socket, 1001, "taskwire is stopping").await,
         }
@@ -208,7 +247,7 @@ async fn wait_until_finished(tasks: &Arc<Tasks>, id: &str) {
 
 /// The recorded output, at the pane's size, read-only: `{"type":"size"}` first so the
 /// browser draws it as the pane did, then the end of the log, then close 1000.
-async fn replay(mut socket: WebSocket, tasks: &Arc<Tasks>, id: &str) {
+async fn replay(mut socket: impl Wire, tasks: &Arc<Tasks>, id: &str) {
     let size = tasks.pane_size(id);
     let control = serde_json::json!({"type": "size", "cols": size.cols, "rows": size.rows, "read_only": true});
     if socket
@@ -245,7 +284,7 @@ fn read_end(path: &std::path::Path, max: u64) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-async fn close(mut socket: WebSocket, code: u16, reason: &str) {
+async fn close(mut socket: impl Wire, code: u16, reason: &str) {
     let frame = CloseFrame {
         code,
         reason: reason.into(),
@@ -254,6 +293,6 @@ async fn close(mut socket: WebSocket, code: u16, reason: &str) {
 }
 
 /// The `{"error": …}` answer of every refusal.
-fn refusal(status: StatusCode, message: &str) -> Response {
+pub fn refusal(status: StatusCode, message: &str) -> Response {
     (status, Json(ErrorBody::new(message))).into_response()
 }
