@@ -241,9 +241,7 @@ pub fn app(state: AppState) -> Router {
             let options = leptos_options.clone();
             move || app::shell(options.clone())
         })
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
-            app::shell,
-        ))
+        .fallback(http::site::file_or_page)
         .layer(DefaultBodyLimit::max(api::MAX_BODY_BYTES))
         .layer(compression)
         .merge(streams)

@@ -274,3 +274,62 @@ async fn another_nodes_task_has_its_terminal_relayed() {
     assert_eq!(u16::from(close.expect("a close frame").code), 1000);
     wait_listed(&a, &task.id, "completed").await;
 }
+
+#[tokio::test]
+async fn a_browser_further_behind_than_the_ring_resumes_from_the_stream() {
+    let nats = Nats::start().await;
+    let (fixture_a, fixture_b) = (Fixture::new(), Fixture::new());
+    let url = nats.url();
+    // A ring of 4 events: the 30 missed below are read back from JetStream.
+    let a = fixture_a
+        .serve_with(|c| {
+            c.nats_url = Some(url.clone());
+            c.node = Some("node-a".into());
+            c.replay = 4;
+        })
+        .await;
+    let b = node(&fixture_b, &nats, "node-b").await;
+    let task = b.create(json!({"command": "sleep 600"})).await;
+    wait_listed(&a, &task.id, "running").await;
+    let mut first = a.events("", None).await;
+    let cursor = first.wait_for("ready", SOON).await.json()["event_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    first.close();
+
+    for n in 0..30 {
+        let (status, body) = b
+            .call(
+                Method::PATCH,
+                &format!("/api/tasks/{}", task.id),
+                Some(json!({ "name": format!("rename {n}") })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let deadline = Instant::now() + SOON;
+    while a.call(Method::GET, &format!("/api/tasks/{}", task.id), None).await.1["name"]
+        != "rename 29"
+    {
+        assert!(Instant::now() < deadline, "node a never heard of the last rename");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let mut resumed = a.events("", Some(&cursor)).await;
+    let ready = resumed.wait_for("ready", SOON).await;
+    assert_eq!(ready.json()["resumed"], true, "{}", ready.data);
+    let mut names = Vec::new();
+    let mut last_seq = cursor.rsplit_once('-').unwrap().1.parse::<u64>().unwrap();
+    while names.len() < 30 {
+        let frame = resumed.next_event(SOON).await.expect("the stream stays open");
+        let seq: u64 = frame.id.as_ref().unwrap().rsplit_once('-').unwrap().1.parse().unwrap();
+        assert_eq!(seq, last_seq + 1, "in order, none missing");
+        last_seq = seq;
+        if frame.name() == "task.updated" {
+            names.push(frame.json()["name"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(names.first().unwrap(), "rename 0");
+    assert_eq!(names.last().unwrap(), "rename 29");
+}

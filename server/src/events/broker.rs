@@ -34,10 +34,28 @@ pub struct Broker {
     pub metrics: Arc<BrokerMetrics>,
     /// Sees every event as it is published, in order (a fleet node's outbox).
     tap: OnceLock<Tap>,
+    /// Where events older than the ring can be read again (a fleet's stream).
+    archive: OnceLock<Arc<dyn Archive>>,
 }
 
 /// See `Broker::set_tap`.
 pub type Tap = Box<dyn Fn(&Event) + Send + Sync>;
+
+/// An event as an archive gives it back: its number, name and data.
+pub type Archived = (u64, &'static str, String);
+
+/// The whole log a broker's events come from, for cursors older than the ring.
+pub trait Archive: Send + Sync {
+    /// Events `from..=to`, in order; fewer (or none) when it cannot read them all.
+    fn read(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<Archived>> + Send + '_>>;
+}
+
+/// The most events read back from an archive for one resume; further behind, `resync`.
+pub const ARCHIVE_READ_MAX: u64 = 100_000;
 
 struct Ring {
     next_seq: u64,
@@ -131,6 +149,7 @@ impl Broker {
             max_subscribers,
             metrics,
             tap: OnceLock::new(),
+            archive: OnceLock::new(),
         });
         tokio::spawn(async move {
             while let Some(event) = fanout_rx.recv().await {
@@ -147,6 +166,35 @@ impl Broker {
     /// Hands every event published from now on to `tap` too, in order (once per broker).
     pub fn set_tap(&self, tap: Tap) {
         let _ = self.tap.set(tap);
+    }
+
+    /// Lets streams resume from before the ring, reading `archive` (once per broker).
+    pub fn set_archive(&self, archive: Arc<dyn Archive>) {
+        let _ = self.archive.set(archive);
+    }
+
+    /// The events after `cursor` the ring no longer holds, read back from the archive
+    /// (none without one, or when they are too many).
+    pub async fn read_missed(&self, cursor: Option<&str>) -> Vec<Arc<Event>> {
+        let (Some(archive), Some(after)) = (
+            self.archive.get(),
+            cursor.and_then(|c| self.parse_cursor(c)),
+        ) else {
+            return Vec::new();
+        };
+        let oldest_held = {
+            let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+            ring.held.front().map_or(ring.next_seq, |e| e.seq)
+        };
+        if after + 1 >= oldest_held || oldest_held - after > ARCHIVE_READ_MAX {
+            return Vec::new();
+        }
+        archive
+            .read(after + 1, oldest_held - 1)
+            .await
+            .into_iter()
+            .map(|(seq, name, data)| Arc::new(Event::new(seq, self.id_of(seq), name, data)))
+            .collect()
     }
 
     pub fn epoch(&self) -> &str {
@@ -203,6 +251,16 @@ impl Broker {
 
     /// Subscribes, resuming after `cursor` when every event since it is still held.
     pub fn subscribe(&self, cursor: Option<&str>) -> Result<Subscription, TooManySubscribers> {
+        self.subscribe_with(cursor, Vec::new())
+    }
+
+    /// `subscribe`, with `older` events read back from the archive (`read_missed`) to
+    /// bridge the gap between the cursor and the ring.
+    pub fn subscribe_with(
+        &self,
+        cursor: Option<&str>,
+        older: Vec<Arc<Event>>,
+    ) -> Result<Subscription, TooManySubscribers> {
         let open = self.metrics.open_streams.fetch_add(1, Ordering::Relaxed);
         let guard = SubscriberGuard {
             metrics: self.metrics.clone(),
@@ -212,7 +270,7 @@ impl Broker {
         }
         let cursor = cursor.and_then(|c| self.parse_cursor(c));
         // A new stream that missed events starts over with `resync`: it needs no held ones.
-        let (newest, follow) = self.follow(cursor, false);
+        let (newest, follow) = self.follow(cursor, false, older);
         let (resumed, replay, live) = match follow {
             Following::Resumed { replay, live } => (true, replay, live),
             Following::Missed { live, .. } => (false, Vec::new(), live),
@@ -236,11 +294,17 @@ impl Broker {
     /// held; also the newest event's number. For a stream that resumes, or that takes its
     /// socket back from the fan-out and must catch up.
     pub fn follow_after(&self, after_seq: Option<u64>) -> (u64, Following) {
-        self.follow(after_seq, true)
+        self.follow(after_seq, true, Vec::new())
     }
 
-    /// `follow_after`, leaving `held` empty unless `keep_held`.
-    fn follow(&self, after_seq: Option<u64>, keep_held: bool) -> (u64, Following) {
+    /// `follow_after`, leaving `held` empty unless `keep_held`, with `older` events (from
+    /// the archive) in front of the ring.
+    fn follow(
+        &self,
+        after_seq: Option<u64>,
+        keep_held: bool,
+        older: Vec<Arc<Event>>,
+    ) -> (u64, Following) {
         // Subscribe before reading the ring: an event published in between is then both
         // replayed and received live, and the stream drops the second copy by its number.
         // Nothing falls between the two.
@@ -248,14 +312,27 @@ impl Broker {
         let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
         let newest = ring.next_seq - 1;
         let oldest_held = ring.held.front().map_or(ring.next_seq, |e| e.seq);
+        // Older events count when they run without a gap up to the ring.
+        let older: Vec<Arc<Event>> = older.into_iter().filter(|e| e.seq < oldest_held).collect();
+        let bridges = older.last().is_some_and(|e| e.seq + 1 == oldest_held)
+            && older.windows(2).all(|w| w[1].seq == w[0].seq + 1);
+        let oldest_known = match older.first() {
+            Some(first) if bridges => first.seq,
+            _ => oldest_held,
+        };
         let following = match after_seq {
             // Resumable when nothing after the cursor has been let go of.
-            Some(after) if after <= newest && after + 1 >= oldest_held => Following::Resumed {
+            Some(after) if after <= newest && after + 1 >= oldest_known => Following::Resumed {
                 // Held events are numbered without gaps: the missed ones start at an index.
-                replay: ring
-                    .held
-                    .range((after + 1 - oldest_held) as usize..)
+                replay: older
+                    .iter()
+                    .filter(|e| e.seq > after)
                     .cloned()
+                    .chain(
+                        ring.held
+                            .range((after + 1).saturating_sub(oldest_held) as usize..)
+                            .cloned(),
+                    )
                     .collect(),
                 live,
             },

@@ -89,7 +89,9 @@ pub async fn events(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .or(query.since);
-    let Ok(subscription) = streams.broker.subscribe(cursor.as_deref()) else {
+    // A fleet reads back, from its stream, what the ring no longer holds.
+    let older = streams.broker.read_missed(cursor.as_deref()).await;
+    let Ok(subscription) = streams.broker.subscribe_with(cursor.as_deref(), older) else {
         let mut response = refusal(
             StatusCode::SERVICE_UNAVAILABLE,
             "too many open event streams",

@@ -13,6 +13,7 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::{event_subject, lock, outbox::Entry, Fleet};
+use crate::events::broker::{Archive, Archived};
 
 /// How long to wait before sending again after NATS failed to take an event.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
@@ -162,4 +163,63 @@ fn known_event(name: &str) -> Option<&'static str> {
     ]
     .into_iter()
     .find(|known| *known == name)
+}
+
+/// The stream as the broker's archive: a browser whose cursor is older than the ring
+/// resumes from events read back from JetStream.
+pub struct StreamArchive {
+    pub stream: Stream,
+}
+
+/// The longest a resume waits for the stream to give back what it missed.
+const ARCHIVE_READ_WITHIN: Duration = Duration::from_secs(10);
+
+impl Archive for StreamArchive {
+    fn read(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<Archived>> + Send + '_>> {
+        Box::pin(async move {
+            match tokio::time::timeout(ARCHIVE_READ_WITHIN, read_range(&self.stream, from, to)).await
+            {
+                Ok(Ok(events)) => events,
+                Ok(Err(e)) => {
+                    tracing::warn!("reading events {from}..={to} back from the stream: {e}");
+                    Vec::new()
+                }
+                Err(_) => Vec::new(),
+            }
+        })
+    }
+}
+
+async fn read_range(stream: &Stream, from: u64, to: u64) -> Result<Vec<Archived>, async_nats::Error> {
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: from,
+            },
+            ..Default::default()
+        })
+        .await?;
+    let mut messages = consumer.messages().await?;
+    let mut events = Vec::with_capacity((to + 1 - from) as usize);
+    while let Some(message) = messages.next().await {
+        let message = message?;
+        let seq = message.info()?.stream_sequence;
+        if seq > to {
+            break;
+        }
+        let payload = String::from_utf8_lossy(&message.payload);
+        if let Some((name, data)) = payload.split_once('\n') {
+            if let Some(name) = known_event(name) {
+                events.push((seq, name, data.to_string()));
+            }
+        }
+        if seq == to {
+            break;
+        }
+    }
+    Ok(events)
 }

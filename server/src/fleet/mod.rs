@@ -107,6 +107,9 @@ impl Fleet {
             tasks,
             token,
         });
+        fleet
+            .broker
+            .set_archive(Arc::new(log::StreamArchive { stream: stream.clone() }));
         fleet.connect_outbox();
         fleet.share_own_records();
         tokio::spawn(log::send_outbox(fleet.clone(), shutdown.clone()));

@@ -9,4 +9,5 @@ pub mod guard;
 pub mod metrics;
 pub mod serve;
 pub mod sessions;
+pub mod site;
 pub mod streams;
