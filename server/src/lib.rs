@@ -36,8 +36,6 @@ pub use http::serve::{serve, serve_with, Limits};
 pub struct AppState {
     pub config: Arc<Config>,
     pub tasks: Arc<tasks::Tasks>,
-    /// What `GET /api/events` streams: this node's events, or in a fleet every node's.
-    pub events: Arc<broker::Broker>,
     /// The fleet this node is part of (`TASKWIRE_NATS_URL`), if any.
     pub fleet: Option<Arc<fleet::Fleet>>,
     pub token: Arc<str>,
@@ -63,11 +61,12 @@ impl FromRef<AppState> for LeptosOptions {
 
 impl FromRef<AppState> for EventStreams {
     fn from_ref(state: &AppState) -> Self {
+        let (broker, shutdown) = state.event_broker();
         EventStreams {
-            broker: state.events.clone(),
+            broker,
             heartbeat: state.config.heartbeat(),
             lifetime: state.config.stream_max(),
-            shutdown: state.shutdown.clone(),
+            shutdown,
         }
     }
 }
@@ -97,7 +96,6 @@ impl AppState {
         );
         let tasks = Arc::new(tasks);
         Ok(AppState {
-            events: tasks.broker.clone(),
             fleet: None,
             config: Arc::new(config),
             tails: tasks::tails::TailsHub::new(tasks.clone()),
@@ -110,6 +108,15 @@ impl AppState {
             shutdown: CancellationToken::new(),
             _lock: Arc::new(lock),
         })
+    }
+
+    /// What `GET /api/events` follows (this node's events, or in a fleet every node's), and
+    /// what ends its streams.
+    pub fn event_broker(&self) -> (Arc<broker::Broker>, CancellationToken) {
+        match &self.fleet {
+            Some(fleet) => fleet.serving(),
+            None => (self.tasks.broker.clone(), self.shutdown.clone()),
+        }
     }
 
     /// With `TASKWIRE_NATS_URL`, joins the fleet: the events and lists served become every
@@ -128,7 +135,6 @@ impl AppState {
             self.shutdown.clone(),
         )
         .await?;
-        self.events = fleet.broker.clone();
         self.fleet = Some(fleet.clone());
         // Forwarded requests run through this node's own API, as its own.
         let api = Router::new().nest("/api", api::router()).with_state(self.clone());

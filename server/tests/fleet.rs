@@ -166,7 +166,7 @@ async fn a_stopped_node_is_offline_its_tasks_answer_503_and_it_comes_back() {
     drop(b);
 }
 
-/// The ids of the task events a stream delivers until it has seen `last_status` for `id`.
+/// The ids of the events a stream delivers until it has seen `last_status` for `id`.
 async fn event_ids_until(
     events: &mut common::SseClient,
     id: &str,
@@ -181,9 +181,7 @@ async fn event_ids_until(
             .await
             .expect("the stream stays open");
         if let Some(frame_id) = &frame.id {
-            if frame.name().starts_with("task.") {
-                ids.push(frame_id.clone());
-            }
+            ids.push(frame_id.clone());
         }
         let data = frame.json();
         if frame.name() == "task.status" && data["id"] == id && data["status"] == last_status {
@@ -202,10 +200,12 @@ async fn nats_restarting_loses_and_doubles_nothing_and_an_exit_meanwhile_reaches
     let command = format!("while [ ! -e '{}' ]; do sleep 0.1; done; exit 5", marker.display());
     let task = a.create(json!({ "command": command })).await;
     wait_listed(&b, &task.id, "running").await;
-    let mut events_a = a.events("", None).await;
-    events_a.wait_for("ready", SOON).await;
-    let mut events_b = b.events("", None).await;
-    events_b.wait_for("ready", SOON).await;
+    let mut events = b.events("", None).await;
+    let cursor = events.wait_for("ready", SOON).await.json()["event_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    events.close();
     // Events before the outage, from both nodes' tasks.
     let before = b.create(json!({"command": "sleep 600"})).await;
 
@@ -216,19 +216,27 @@ async fn nats_restarting_loses_and_doubles_nothing_and_an_exit_meanwhile_reaches
         .await;
     tokio::time::sleep(Duration::from_secs(10)).await;
     nats.restart().await;
-
-    // Both browsers hear of it, with the same ids, each once and in order.
-    let ids_a = event_ids_until(&mut events_a, &task.id, "failed").await;
-    let ids_b = event_ids_until(&mut events_b, &task.id, "failed").await;
-    assert_eq!(ids_a, ids_b);
-    let seqs: Vec<u64> = ids_a
-        .iter()
-        .map(|id| id.rsplit_once('-').unwrap().1.parse().unwrap())
-        .collect();
-    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{ids_a:?}");
     let ended = wait_listed(&b, &task.id, "failed").await;
     assert_eq!(ended["exit_code"], 5);
     wait_listed(&b, &before.id, "running").await;
+
+    // A browser resuming from before the outage, on either node, gets the same events,
+    // each once and in order.
+    let mut ids = Vec::new();
+    for server in [&a, &b] {
+        wait_back_in_the_fleet(server, &cursor).await;
+        let mut events = server.events("", Some(&cursor)).await;
+        let ready = events.wait_for("ready", SOON).await;
+        assert_eq!(ready.json()["resumed"], true, "{}", ready.data);
+        ids.push(event_ids_until(&mut events, &task.id, "failed").await);
+    }
+    assert_eq!(ids[0], ids[1]);
+    let seqs: Vec<u64> = ids[0]
+        .iter()
+        .map(|id| id.rsplit_once('-').unwrap().1.parse().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    assert!(seqs.len() >= 2, "{seqs:?}");
 }
 
 #[tokio::test]
@@ -332,4 +340,72 @@ async fn a_browser_further_behind_than_the_ring_resumes_from_the_stream() {
     }
     assert_eq!(names.first().unwrap(), "rename 0");
     assert_eq!(names.last().unwrap(), "rename 29");
+}
+
+/// Waits until `server` serves the fleet's events again (the epoch of `cursor`), which
+/// it does a moment after NATS is back and its outbox is sent.
+async fn wait_back_in_the_fleet(server: &TestServer, cursor: &str) {
+    let epoch = cursor.rsplit_once('-').unwrap().0;
+    let deadline = Instant::now() + SOON;
+    loop {
+        let (_, list) = server.call(Method::GET, "/api/tasks", None).await;
+        if list["event_id"].as_str().unwrap().starts_with(epoch) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still away from the fleet: {list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Reads a stream until the server ends it.
+async fn until_ended(events: &mut common::SseClient) {
+    let deadline = Instant::now() + SOON;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if events.next_within(left).await.is_none() {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn while_nats_is_away_a_nodes_own_page_follows_its_own_tasks_live() {
+    let mut nats = Nats::start().await;
+    let (fixture_a, fixture_b) = (Fixture::new(), Fixture::new());
+    let a = node(&fixture_a, &nats, "node-a").await;
+    let b = node(&fixture_b, &nats, "node-b").await;
+    let remote = b.create(json!({"command": "sleep 600"})).await;
+    wait_listed(&a, &remote.id, "running").await;
+    let mut events = a.events("", None).await;
+    let fleet_epoch = events.wait_for("ready", SOON).await.json()["event_id"]
+        .as_str()
+        .unwrap()
+        .rsplit_once('-')
+        .unwrap()
+        .0
+        .to_string();
+
+    nats.stop();
+    // The page is moved to node a's own events: its stream ends, and it starts over.
+    until_ended(&mut events).await;
+    let mut events = a.events("", None).await;
+    let ready = events.wait_for("ready", SOON).await;
+    assert!(!ready.json()["event_id"].as_str().unwrap().starts_with(&fleet_epoch));
+    let local = a.create(json!({"command": "echo done"})).await;
+    let created = events.wait_for("task.created", SOON).await;
+    assert_eq!(created.json()["id"], local.id.as_str());
+    let status = events.wait_for("task.status", SOON).await;
+    assert_eq!(status.json()["status"], "completed");
+    // Its list: its own tasks as they are, the rest of the fleet as last known.
+    wait_listed(&a, &local.id, "completed").await;
+    wait_listed(&a, &remote.id, "running").await;
+
+    nats.restart().await;
+    // Back to the fleet's events; the fleet has what happened meanwhile.
+    until_ended(&mut events).await;
+    let mut events = a.events("", None).await;
+    let ready = events.wait_for("ready", SOON).await;
+    assert!(ready.json()["event_id"].as_str().unwrap().starts_with(&fleet_epoch));
+    wait_listed(&b, &local.id, "completed").await;
+    wait_listed(&a, &local.id, "completed").await;
 }

@@ -107,9 +107,13 @@ async fn read_from(
         })
         .await?;
     let mut messages = consumer.messages().await?;
+    let mut reconnects = fleet.reconnects.subscribe();
+    reconnects.mark_unchanged();
     loop {
         let message = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
+            // A new consumer, from where this one stopped.
+            _ = reconnects.changed() => return Ok(()),
             message = messages.next() => message,
         };
         let Some(message) = message else {

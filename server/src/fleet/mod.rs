@@ -15,6 +15,7 @@
 mod log;
 pub mod forward;
 pub mod nodes;
+mod outage;
 mod outbox;
 pub mod terminal;
 
@@ -54,6 +55,11 @@ pub struct Fleet {
     pub broker: Arc<Broker>,
     nodes: nodes::Nodes,
     outbox: outbox::Outbox,
+    /// Which broker this node's browsers follow (a local one while NATS is away).
+    serving: Mutex<outage::Serving>,
+    /// Counts reconnections to NATS: the log's reader starts afresh at each (a restarted
+    /// NATS server has forgotten its consumers).
+    reconnects: tokio::sync::watch::Sender<u64>,
     pub tasks: Arc<Tasks>,
     token: Arc<str>,
 }
@@ -104,6 +110,8 @@ impl Fleet {
             broker: Broker::continuing(epoch, last + 1, config.replay, config.max_subscribers),
             nodes: nodes::Nodes::default(),
             outbox: outbox::Outbox::open(&data_dir.join("taskwire.db"))?,
+            serving: Mutex::new(outage::Serving::new(shutdown.clone())),
+            reconnects: tokio::sync::watch::Sender::new(0),
             tasks,
             token,
         });
@@ -115,16 +123,26 @@ impl Fleet {
         tokio::spawn(log::send_outbox(fleet.clone(), shutdown.clone()));
         tokio::spawn(log::read_log(fleet.clone(), stream, last + 1, shutdown.clone()));
         nodes::spawn(fleet.clone(), shutdown.clone()).await?;
-        terminal::answer_terminals(fleet.clone(), shutdown).await?;
+        terminal::answer_terminals(fleet.clone(), shutdown.clone()).await?;
+        tokio::spawn(outage::watch(
+            fleet.clone(),
+            config.replay,
+            config.max_subscribers,
+            shutdown,
+        ));
         Ok(fleet)
     }
 
-    /// Every event this node's tasks publish also goes to the outbox, in order.
+    /// Every event this node's tasks publish also goes to the outbox, in order, and,
+    /// while NATS is away, straight to this node's browsers.
     fn connect_outbox(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
         self.tasks.broker.set_tap(Box::new(move |event| {
             if let Some(fleet) = weak.upgrade() {
                 fleet.outbox.push(event.name, &event.data);
+                if let Some(local) = fleet.local_broker() {
+                    local.publish(event.name, event.data.clone());
+                }
             }
         }));
     }
@@ -151,11 +169,31 @@ impl Fleet {
     }
 
     /// Every task of every node, newest first, with the newest event the list reflects.
+    /// While NATS is away: this node's own tasks as its records have them, over the rest
+    /// of the fleet as last known.
     pub fn list(&self) -> TaskList {
+        if let Some(local) = self.local_broker() {
+            return self.list_alone(&local);
+        }
         let view = lock(&self.view);
         let mut tasks: Vec<Task> = view.values().cloned().collect();
         let event_id = self.broker.newest_id();
         drop(view);
+        tasks.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        TaskList { tasks, event_id }
+    }
+
+    fn list_alone(&self, local: &Broker) -> TaskList {
+        // The own list's event id is the own broker's; the local broker's is the one
+        // browsers resume with. Reading it first: an event after it is sent live anyway.
+        let event_id = local.newest_id();
+        let own = self.tasks.list().map(|l| l.tasks).unwrap_or_default();
+        let mut tasks: Vec<Task> = lock(&self.view)
+            .values()
+            .filter(|t| t.node != self.node)
+            .cloned()
+            .chain(own)
+            .collect();
         tasks.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
         TaskList { tasks, event_id }
     }

@@ -72,4 +72,10 @@ impl Outbox {
         conn.execute("DELETE FROM outbox WHERE n = ?1", [n])?;
         Ok(())
     }
+
+    pub fn is_empty(&self) -> bool {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        conn.query_row("SELECT NOT EXISTS (SELECT 1 FROM outbox)", [], |row| row.get(0))
+            .unwrap_or(true)
+    }
 }

@@ -15,7 +15,8 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         .and_then(Result::ok)
         .map(|list| list.tasks)
         .unwrap_or_default();
-    let broker = &state.tasks.broker.metrics;
+    let (broker, _) = state.event_broker();
+    let broker = &broker.metrics;
     let mut out = String::new();
     let mut counter = |name: &str, kind: &str, help: &str, value: u64| {
         let _ = writeln!(

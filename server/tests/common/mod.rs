@@ -399,9 +399,11 @@ impl Nats {
         }
     }
 
+    /// Stops it as a service manager would (SIGTERM: it flushes its store).
     pub fn stop(&mut self) {
         if let Some(mut process) = self.process.take() {
-            let _ = process.kill();
+            // SAFETY: a signal to the child we started and have not reaped.
+            unsafe { libc::kill(process.id() as i32, libc::SIGTERM) };
             let _ = process.wait();
         }
     }
