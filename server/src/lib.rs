@@ -137,7 +137,10 @@ impl AppState {
         .await?;
         self.fleet = Some(fleet.clone());
         // Forwarded requests run through this node's own API, as its own.
-        let api = Router::new().nest("/api", api::router()).with_state(self.clone());
+        let api = Router::new()
+            .nest("/api", api::router())
+            .merge(api::reports())
+            .with_state(self.clone());
         fleet::forward::answer_actions(fleet, api, self.shutdown.clone()).await?;
         Ok(self)
     }
@@ -233,6 +236,13 @@ pub fn app(state: AppState) -> Router {
         }
         None => (protected, streams),
     };
+    let reports = match &state.fleet {
+        Some(fleet) => api::reports().route_layer(middleware::from_fn_with_state(
+            fleet.clone(),
+            fleet::forward::route_reports,
+        )),
+        None => api::reports(),
+    };
     let protected = protected.route_layer(auth.clone());
     let streams = streams.route_layer(auth);
     let compression = CompressionLayer::new()
@@ -242,7 +252,7 @@ pub fn app(state: AppState) -> Router {
         .route("/login", get(auth::login_link).post(auth::login_form))
         .route("/logout", post(auth::logout))
         .merge(protected)
-        .merge(api::reports())
+        .merge(reports)
         .leptos_routes(&state, routes, {
             let options = leptos_options.clone();
             move || app::shell(options.clone())

@@ -111,6 +111,22 @@ async fn a_task_started_through_one_node_on_another_is_seen_and_controlled_from_
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["node"], "node-b");
 
+    // The program's own report, sent to node a, is checked and made by node b.
+    let token = b.state.tasks.task_token(&id).unwrap();
+    let report = |token: String| {
+        a.client
+            .post(a.url(&format!("/api/tasks/{id}/state")))
+            .bearer_auth(token)
+            .json(&json!({"state": "waiting-for-input", "message": "Deploy?"}))
+            .send()
+    };
+    let refused = report("not-its-token".into()).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN, "as node b itself answers");
+    let reported = report(token).await.unwrap();
+    assert_eq!(reported.status(), StatusCode::OK);
+    let waiting = wait_listed(&a, &id, "waiting-for-input").await;
+    assert_eq!(waiting["message"], "Deploy?");
+
     // Killed from node a.
     let (status, body) = a
         .call(Method::POST, &format!("/api/tasks/{id}/kill"), None)

@@ -37,6 +37,9 @@ struct Forwarded {
     /// Path and query.
     uri: String,
     body: String,
+    /// The caller's own credentials, for the owner to check (a task's token, which only
+    /// the owner knows); `None` when this node checked them (the owner then trusts it).
+    authorization: Option<String>,
 }
 
 /// The owner's answer.
@@ -77,10 +80,29 @@ pub async fn route(State(fleet): State<Arc<Fleet>>, request: Request, next: Next
                         task.node
                     ),
                 ),
-                _ => forward(&fleet, &task.node, request).await,
+                _ => forward(&fleet, &task.node, request, false).await,
             }
         }
         _ => next.run(request).await,
+    }
+}
+
+/// The middleware in front of `POST /api/tasks/{id}/state`: a report about another
+/// node's task goes to it with its credentials, which only the owner can check.
+pub async fn route_reports(
+    State(fleet): State<Arc<Fleet>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path().to_string();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let remote = match segments.as_slice() {
+        ["api", "tasks", id, "state"] => fleet.get(id).filter(|t| t.node != fleet.node),
+        _ => None,
+    };
+    match remote {
+        Some(task) => forward(&fleet, &task.node, request, true).await,
+        None => next.run(request).await,
     }
 }
 
@@ -105,14 +127,15 @@ async fn create_anywhere(fleet: &Fleet, request: Request, next: Next) -> Respons
                     &format!("no node named {node:?}"),
                 );
             }
-            forward(fleet, &node, request).await
+            forward(fleet, &node, request, false).await
         }
         _ => next.run(request).await,
     }
 }
 
-/// Sends `request` to `node` and answers with what it answered.
-async fn forward(fleet: &Fleet, node: &str, request: Request) -> Response {
+/// Sends `request` to `node` and answers with what it answered; with `its_credentials`,
+/// the owner checks the caller's `Authorization` itself.
+async fn forward(fleet: &Fleet, node: &str, request: Request, its_credentials: bool) -> Response {
     if !fleet.is_online(node) {
         return offline(node);
     }
@@ -120,10 +143,17 @@ async fn forward(fleet: &Fleet, node: &str, request: Request) -> Response {
     let Ok(body) = to_bytes(body, MAX_BODY).await else {
         return error_response(StatusCode::PAYLOAD_TOO_LARGE, "the body is too large");
     };
+    let authorization = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let forwarded = Forwarded {
         method: parts.method.to_string(),
         uri: parts.uri.to_string(),
         body: String::from_utf8_lossy(&body).into_owned(),
+        // Never empty: without one, the owner would take the request for its own.
+        authorization: its_credentials.then(|| authorization.unwrap_or_default()),
     };
     let payload = serde_json::to_vec(&forwarded).unwrap_or_default();
     let asked = tokio::time::timeout(
@@ -159,7 +189,9 @@ fn offline(node: &str) -> Response {
 }
 
 /// Answers the requests other nodes forward to this one, with `api` (this node's API
-/// router, without authentication: only nodes of the fleet reach this subject).
+/// router, without its authentication layer: a request comes with the fleet's token, the
+/// node that sent it having checked the caller, or with the caller's own credentials,
+/// which the handler checks).
 pub async fn answer_actions(
     fleet: Arc<Fleet>,
     api: Router,
@@ -194,11 +226,14 @@ async fn answer(fleet: &Fleet, api: Router, payload: &[u8]) -> Answer {
             body: r#"{"error":"a malformed forwarded request"}"#.into(),
         };
     };
+    let authorization = forwarded
+        .authorization
+        .unwrap_or_else(|| format!("Bearer {}", fleet.token));
     let request = Request::builder()
         .method(forwarded.method.as_str())
         .uri(forwarded.uri.as_str())
         .header(header::CONTENT_TYPE, "application/json")
-        .header(header::AUTHORIZATION, format!("Bearer {}", fleet.token))
+        .header(header::AUTHORIZATION, authorization)
         .body(Body::from(forwarded.body));
     let response = match request {
         Ok(request) => api.oneshot(request).await.into_response(),
