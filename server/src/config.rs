@@ -109,10 +109,20 @@ impl Config {
         let name: String = host
             .trim()
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '-'
+                }
+            })
             .take(64)
             .collect();
-        if name.is_empty() { "taskwire".into() } else { name }
+        if name.is_empty() {
+            "taskwire".into()
+        } else {
+            name
+        }
     }
 
     /// Refuses settings out of range, naming the setting: a value past these would make a

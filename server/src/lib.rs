@@ -232,7 +232,10 @@ pub fn app(state: AppState) -> Router {
     let (protected, streams) = match &state.fleet {
         Some(fleet) => {
             let forward = middleware::from_fn_with_state(fleet.clone(), fleet::forward::route);
-            (protected.route_layer(forward.clone()), streams.route_layer(forward))
+            (
+                protected.route_layer(forward.clone()),
+                streams.route_layer(forward),
+            )
         }
         None => (protected, streams),
     };

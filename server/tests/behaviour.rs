@@ -43,7 +43,10 @@ async fn a_fleet_of_two_behaves_the_same_through_either_node() {
         .iter()
         .any(|n| n["name"] == "node-b" && n["online"] == true)
     {
-        assert!(std::time::Instant::now() < deadline, "node b never came online");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node b never came online"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     behaves(&a, "node-b").await;
@@ -54,11 +57,36 @@ async fn behaves(server: &TestServer, node: &str) {
     // Bad input: a clear 4xx with {"error"}, and nothing changes.
     let (_, before) = server.call(Method::GET, "/api/tasks", None).await;
     for (method, path, body, expected) in [
-        (Method::POST, "/api/tasks".to_string(), Some(json!({})), StatusCode::UNPROCESSABLE_ENTITY),
-        (Method::POST, "/api/tasks".to_string(), Some(json!({"command": "true", "node": "nowhere"})), StatusCode::UNPROCESSABLE_ENTITY),
-        (Method::GET, "/api/tasks/no-such-task".to_string(), None, StatusCode::NOT_FOUND),
-        (Method::POST, "/api/tasks/no-such-task/kill".to_string(), None, StatusCode::NOT_FOUND),
-        (Method::GET, "/api/tasks/..%2Fetc".to_string(), None, StatusCode::NOT_FOUND),
+        (
+            Method::POST,
+            "/api/tasks".to_string(),
+            Some(json!({})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::POST,
+            "/api/tasks".to_string(),
+            Some(json!({"command": "true", "node": "nowhere"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::GET,
+            "/api/tasks/no-such-task".to_string(),
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::POST,
+            "/api/tasks/no-such-task/kill".to_string(),
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::GET,
+            "/api/tasks/..%2Fetc".to_string(),
+            None,
+            StatusCode::NOT_FOUND,
+        ),
     ] {
         let (status, answer) = server.call(method.clone(), &path, body).await;
         assert_eq!(status, expected, "{method} {path}: {answer}");
@@ -104,7 +132,10 @@ async fn behaves(server: &TestServer, node: &str) {
         .call(Method::GET, &format!("/api/tasks/{id}/output"), None)
         .await;
     assert_eq!(status, StatusCode::OK, "{output}");
-    assert!(output["output"].as_str().unwrap().contains("got-yes"), "{output}");
+    assert!(
+        output["output"].as_str().unwrap().contains("got-yes"),
+        "{output}"
+    );
     let statuses = statuses_of(&mut events, &id, "completed").await;
     assert_eq!(statuses.last().unwrap(), "completed", "{statuses:?}");
     // Input to a finished task changes nothing.
@@ -126,7 +157,11 @@ async fn behaves(server: &TestServer, node: &str) {
 
     // Kill, then delete.
     let (_, sleeper) = server
-        .call(Method::POST, "/api/tasks", Some(json!({"command": "sleep 600", "node": node})))
+        .call(
+            Method::POST,
+            "/api/tasks",
+            Some(json!({"command": "sleep 600", "node": node})),
+        )
         .await;
     let sleeper = sleeper["id"].as_str().unwrap().to_string();
     let (status, killed) = server

@@ -33,7 +33,10 @@ async fn wait_for_node(server: &TestServer, name: &str, online: bool) {
         if found {
             return;
         }
-        assert!(Instant::now() < deadline, "node {name} not online={online}: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "node {name} not online={online}: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -52,7 +55,10 @@ async fn wait_listed(server: &TestServer, id: &str, status: &str) -> Value {
         if let Some(task) = task.filter(|t| t["status"] == status) {
             return task;
         }
-        assert!(Instant::now() < deadline, "{id} not listed as {status}: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "{id} not listed as {status}: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -72,7 +78,11 @@ async fn a_task_started_through_one_node_on_another_is_seen_and_controlled_from_
 
     // Bad input changes nothing, wherever it is sent.
     let (status, body) = a
-        .call(Method::POST, "/api/tasks", Some(json!({"command": "true", "node": "nope"})))
+        .call(
+            Method::POST,
+            "/api/tasks",
+            Some(json!({"command": "true", "node": "nope"})),
+        )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(body["error"].as_str().unwrap().contains("nope"));
@@ -87,7 +97,10 @@ async fn a_task_started_through_one_node_on_another_is_seen_and_controlled_from_
     assert_eq!(status, StatusCode::CREATED, "{task}");
     assert_eq!(task["node"], "node-b");
     let id = task["id"].as_str().unwrap().to_string();
-    assert!(session_exists(&fixture_b.socket, &id), "runs in node b's tmux");
+    assert!(
+        session_exists(&fixture_b.socket, &id),
+        "runs in node b's tmux"
+    );
     assert!(!session_exists(&fixture_a.socket, &id));
 
     // The same event, with the same id, on both nodes.
@@ -105,9 +118,7 @@ async fn a_task_started_through_one_node_on_another_is_seen_and_controlled_from_
     assert_eq!(replayed.id, created_a.id);
 
     wait_listed(&a, &id, "running").await;
-    let (status, body) = a
-        .call(Method::GET, &format!("/api/tasks/{id}"), None)
-        .await;
+    let (status, body) = a.call(Method::GET, &format!("/api/tasks/{id}"), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["node"], "node-b");
 
@@ -121,7 +132,11 @@ async fn a_task_started_through_one_node_on_another_is_seen_and_controlled_from_
             .send()
     };
     let refused = report("not-its-token".into()).await.unwrap();
-    assert_eq!(refused.status(), StatusCode::FORBIDDEN, "as node b itself answers");
+    assert_eq!(
+        refused.status(),
+        StatusCode::FORBIDDEN,
+        "as node b itself answers"
+    );
     let reported = report(token).await.unwrap();
     assert_eq!(reported.status(), StatusCode::OK);
     let waiting = wait_listed(&a, &id, "waiting-for-input").await;
@@ -145,7 +160,11 @@ async fn a_task_started_through_one_node_on_another_is_seen_and_controlled_from_
     let deleted = events_b.wait_for("task.deleted", SOON).await;
     assert_eq!(deleted.json()["id"], id.as_str());
     let (_, list) = b.call(Method::GET, "/api/tasks", None).await;
-    assert!(!list["tasks"].as_array().unwrap().iter().any(|t| t["id"] == id.as_str()));
+    assert!(!list["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["id"] == id.as_str()));
 }
 
 #[tokio::test]
@@ -155,7 +174,10 @@ async fn a_stopped_node_is_offline_its_tasks_answer_503_and_it_comes_back() {
     let a = node(&fixture_a, &nats, "node-a").await;
     let b = node(&fixture_b, &nats, "node-b").await;
     let marker = fixture_b.dir.path().join("go");
-    let command = format!("while [ ! -e '{}' ]; do sleep 0.1; done; exit 3", marker.display());
+    let command = format!(
+        "while [ ! -e '{}' ]; do sleep 0.1; done; exit 3",
+        marker.display()
+    );
     let task = b.create(json!({ "command": command })).await;
     wait_listed(&a, &task.id, "running").await;
 
@@ -213,7 +235,10 @@ async fn nats_restarting_loses_and_doubles_nothing_and_an_exit_meanwhile_reaches
     let a = node(&fixture_a, &nats, "node-a").await;
     let b = node(&fixture_b, &nats, "node-b").await;
     let marker = fixture_a.dir.path().join("go");
-    let command = format!("while [ ! -e '{}' ]; do sleep 0.1; done; exit 5", marker.display());
+    let command = format!(
+        "while [ ! -e '{}' ]; do sleep 0.1; done; exit 5",
+        marker.display()
+    );
     let task = a.create(json!({ "command": command })).await;
     wait_listed(&b, &task.id, "running").await;
     let mut events = b.events("", None).await;
@@ -284,13 +309,18 @@ async fn another_nodes_task_has_its_terminal_relayed() {
     let close = loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, socket.next()).await {
-            Ok(Some(Ok(Message::Binary(bytes)))) => drawn.push_str(&String::from_utf8_lossy(&bytes)),
+            Ok(Some(Ok(Message::Binary(bytes)))) => {
+                drawn.push_str(&String::from_utf8_lossy(&bytes))
+            }
             Ok(Some(Ok(Message::Close(frame)))) => break frame,
             Ok(Some(Ok(_))) => {}
             other => panic!("the relayed terminal broke ({other:?}); drawn: {drawn:?}"),
         }
         if drawn.contains("ready") && !typed {
-            socket.send(Message::Binary(b"relayed\r".to_vec().into())).await.unwrap();
+            socket
+                .send(Message::Binary(b"relayed\r".to_vec().into()))
+                .await
+                .unwrap();
             typed = true;
         }
     };
@@ -333,10 +363,16 @@ async fn a_browser_further_behind_than_the_ring_resumes_from_the_stream() {
         assert_eq!(status, StatusCode::OK, "{body}");
     }
     let deadline = Instant::now() + SOON;
-    while a.call(Method::GET, &format!("/api/tasks/{}", task.id), None).await.1["name"]
+    while a
+        .call(Method::GET, &format!("/api/tasks/{}", task.id), None)
+        .await
+        .1["name"]
         != "rename 29"
     {
-        assert!(Instant::now() < deadline, "node a never heard of the last rename");
+        assert!(
+            Instant::now() < deadline,
+            "node a never heard of the last rename"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
@@ -346,8 +382,19 @@ async fn a_browser_further_behind_than_the_ring_resumes_from_the_stream() {
     let mut names = Vec::new();
     let mut last_seq = cursor.rsplit_once('-').unwrap().1.parse::<u64>().unwrap();
     while names.len() < 30 {
-        let frame = resumed.next_event(SOON).await.expect("the stream stays open");
-        let seq: u64 = frame.id.as_ref().unwrap().rsplit_once('-').unwrap().1.parse().unwrap();
+        let frame = resumed
+            .next_event(SOON)
+            .await
+            .expect("the stream stays open");
+        let seq: u64 = frame
+            .id
+            .as_ref()
+            .unwrap()
+            .rsplit_once('-')
+            .unwrap()
+            .1
+            .parse()
+            .unwrap();
         assert_eq!(seq, last_seq + 1, "in order, none missing");
         last_seq = seq;
         if frame.name() == "task.updated" {
@@ -368,7 +415,10 @@ async fn wait_back_in_the_fleet(server: &TestServer, cursor: &str) {
         if list["event_id"].as_str().unwrap().starts_with(epoch) {
             return;
         }
-        assert!(Instant::now() < deadline, "still away from the fleet: {list}");
+        assert!(
+            Instant::now() < deadline,
+            "still away from the fleet: {list}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -406,7 +456,10 @@ async fn while_nats_is_away_a_nodes_own_page_follows_its_own_tasks_live() {
     until_ended(&mut events).await;
     let mut events = a.events("", None).await;
     let ready = events.wait_for("ready", SOON).await;
-    assert!(!ready.json()["event_id"].as_str().unwrap().starts_with(&fleet_epoch));
+    assert!(!ready.json()["event_id"]
+        .as_str()
+        .unwrap()
+        .starts_with(&fleet_epoch));
     let local = a.create(json!({"command": "echo done"})).await;
     let created = events.wait_for("task.created", SOON).await;
     assert_eq!(created.json()["id"], local.id.as_str());
@@ -421,7 +474,10 @@ async fn while_nats_is_away_a_nodes_own_page_follows_its_own_tasks_live() {
     until_ended(&mut events).await;
     let mut events = a.events("", None).await;
     let ready = events.wait_for("ready", SOON).await;
-    assert!(ready.json()["event_id"].as_str().unwrap().starts_with(&fleet_epoch));
+    assert!(ready.json()["event_id"]
+        .as_str()
+        .unwrap()
+        .starts_with(&fleet_epoch));
     wait_listed(&b, &local.id, "completed").await;
     wait_listed(&a, &local.id, "completed").await;
 }

@@ -115,7 +115,9 @@ async fn output_resuming_brings_a_waiting_task_back_to_running() {
     // judges it), then prints again and keeps printing.
     let select = "python3 -c 'import select, sys; select.select([sys.stdin], [], [], 2.5)'";
     let task = server
-        .create(json!({ "command": format!("{select}; while true; do echo tick; sleep 0.2; done") }))
+        .create(
+            json!({ "command": format!("{select}; while true; do echo tick; sleep 0.2; done") }),
+        )
         .await;
     server
         .wait_for_status(&task.id, TaskStatus::WaitingForInput, SOON)

@@ -73,9 +73,7 @@ pub async fn route(State(fleet): State<Arc<Fleet>>, request: Request, next: Next
                 (Method::GET, ["terminal"]) => {
                     super::terminal::relay(fleet.clone(), task, request).await
                 }
-                (_, ["output", "stream"]) => error_response(
-                    StatusCode::NOT_IMPLEMENTED,
-                    &format!(
+                (_, ["output", "stream"]) => error_response(StatusCode::NOT_IMPLEMENTED, format!(
                         "the output stream of a task on node {} is not relayed: open it on that node",
                         task.node
                     ),
@@ -112,7 +110,7 @@ async fn create_anywhere(fleet: &Fleet, request: Request, next: Next) -> Respons
     let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
         return error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("the body is over {} KiB", MAX_BODY / 1024),
+            format!("the body is over {} KiB", MAX_BODY / 1024),
         );
     };
     let node = serde_json::from_slice::<serde_json::Value>(&bytes)
@@ -124,7 +122,7 @@ async fn create_anywhere(fleet: &Fleet, request: Request, next: Next) -> Respons
             if !fleet.node_list().nodes.iter().any(|n| n.name == node) {
                 return error_response(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    &format!("no node named {node:?}"),
+                    format!("no node named {node:?}"),
                 );
             }
             forward(fleet, &node, request, false).await
@@ -166,10 +164,13 @@ async fn forward(fleet: &Fleet, node: &str, request: Request, its_credentials: b
         Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
             return offline(node)
         }
-        Ok(Err(e)) => {
-            return error_response(StatusCode::BAD_GATEWAY, &format!("node {node}: {e}"))
+        Ok(Err(e)) => return error_response(StatusCode::BAD_GATEWAY, format!("node {node}: {e}")),
+        Err(_) => {
+            return error_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("node {node} did not answer"),
+            )
         }
-        Err(_) => return error_response(StatusCode::GATEWAY_TIMEOUT, &format!("node {node} did not answer")),
     };
     match serde_json::from_slice::<Answer>(&reply.payload) {
         Ok(answer) => Response::builder()
@@ -177,14 +178,17 @@ async fn forward(fleet: &Fleet, node: &str, request: Request, its_credentials: b
             .header(header::CONTENT_TYPE, "application/json")
             .body(Body::from(answer.body))
             .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response()),
-        Err(e) => error_response(StatusCode::BAD_GATEWAY, &format!("node {node} answered: {e}")),
+        Err(e) => error_response(
+            StatusCode::BAD_GATEWAY,
+            format!("node {node} answered: {e}"),
+        ),
     }
 }
 
 fn offline(node: &str) -> Response {
     error_response(
         StatusCode::SERVICE_UNAVAILABLE,
-        &format!("node {node} is offline"),
+        format!("node {node} is offline"),
     )
 }
 
@@ -205,7 +209,9 @@ pub async fn answer_actions(
                 message = requests.next() => message,
             };
             let Some(message) = message else { return };
-            let Some(reply) = message.reply.clone() else { continue };
+            let Some(reply) = message.reply.clone() else {
+                continue;
+            };
             let (fleet, api) = (fleet.clone(), api.clone());
             tokio::spawn(async move {
                 let answer = answer(&fleet, api, &message.payload).await;
@@ -237,7 +243,7 @@ async fn answer(fleet: &Fleet, api: Router, payload: &[u8]) -> Answer {
         .body(Body::from(forwarded.body));
     let response = match request {
         Ok(request) => api.oneshot(request).await.into_response(),
-        Err(e) => error_response(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(e) => error_response(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let status = response.status().as_u16();
     let body = to_bytes(response.into_body(), 4 * 1024 * 1024)

@@ -185,7 +185,8 @@ impl Archive for StreamArchive {
         to: u64,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<Archived>> + Send + '_>> {
         Box::pin(async move {
-            match tokio::time::timeout(ARCHIVE_READ_WITHIN, read_range(&self.stream, from, to)).await
+            match tokio::time::timeout(ARCHIVE_READ_WITHIN, read_range(&self.stream, from, to))
+                .await
             {
                 Ok(Ok(events)) => events,
                 Ok(Err(e)) => {
@@ -198,7 +199,11 @@ impl Archive for StreamArchive {
     }
 }
 
-async fn read_range(stream: &Stream, from: u64, to: u64) -> Result<Vec<Archived>, async_nats::Error> {
+async fn read_range(
+    stream: &Stream,
+    from: u64,
+    to: u64,
+) -> Result<Vec<Archived>, async_nats::Error> {
     let consumer = stream
         .create_consumer(pull::OrderedConfig {
             deliver_policy: DeliverPolicy::ByStartSequence {

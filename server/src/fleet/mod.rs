@@ -12,8 +12,8 @@
 //! - **Actions** on another node's task are HTTP requests sent to that node over NATS
 //!   request-reply (`forward`); **liveness** is a heartbeat a second (`nodes`).
 
-mod log;
 pub mod forward;
+mod log;
 pub mod nodes;
 mod outage;
 mod outbox;
@@ -75,7 +75,8 @@ impl Fleet {
         shutdown: CancellationToken,
     ) -> Result<Arc<Fleet>, StartError> {
         let url = config.nats_url.as_deref().ok_or("no TASKWIRE_NATS_URL")?;
-        let mut options = async_nats::ConnectOptions::new().name(format!("taskwire {}", tasks.node));
+        let mut options =
+            async_nats::ConnectOptions::new().name(format!("taskwire {}", tasks.node));
         if let Some(creds) = &config.nats_creds {
             options = options.credentials_file(creds).await?;
         }
@@ -115,13 +116,18 @@ impl Fleet {
             tasks,
             token,
         });
-        fleet
-            .broker
-            .set_archive(Arc::new(log::StreamArchive { stream: stream.clone() }));
+        fleet.broker.set_archive(Arc::new(log::StreamArchive {
+            stream: stream.clone(),
+        }));
         fleet.connect_outbox();
         fleet.share_own_records();
         tokio::spawn(log::send_outbox(fleet.clone(), shutdown.clone()));
-        tokio::spawn(log::read_log(fleet.clone(), stream, last + 1, shutdown.clone()));
+        tokio::spawn(log::read_log(
+            fleet.clone(),
+            stream,
+            last + 1,
+            shutdown.clone(),
+        ));
         nodes::spawn(fleet.clone(), shutdown.clone()).await?;
         terminal::answer_terminals(fleet.clone(), shutdown.clone()).await?;
         tokio::spawn(outage::watch(

@@ -48,7 +48,10 @@ pub async fn spawn(fleet: Arc<Fleet>, shutdown: CancellationToken) -> Result<(),
                 beat = beats.next() => beat,
             };
             let Some(beat) = beat else { return };
-            let name = beat.subject.trim_start_matches("taskwire.nodes.").to_string();
+            let name = beat
+                .subject
+                .trim_start_matches("taskwire.nodes.")
+                .to_string();
             let beat_ms = String::from_utf8_lossy(&beat.payload).parse().unwrap_or(0);
             listener.heard(name, beat_ms).await;
         }
@@ -62,7 +65,11 @@ pub async fn spawn(fleet: Arc<Fleet>, shutdown: CancellationToken) -> Result<(),
             }
             let subject = format!("taskwire.nodes.{}", fleet.node);
             let now_ms = ms_since_1970(SystemTime::now());
-            if let Err(e) = fleet.client.publish(subject, now_ms.to_string().into()).await {
+            if let Err(e) = fleet
+                .client
+                .publish(subject, now_ms.to_string().into())
+                .await
+            {
                 tracing::debug!("heartbeat: {e}");
             }
             fleet.notice_silent_nodes().await;
@@ -98,7 +105,9 @@ impl Fleet {
         let silent: Vec<(String, u64)> = {
             let mut seen = lock(&self.nodes.seen);
             seen.iter_mut()
-                .filter(|(_, s)| s.online && now.duration_since(s.at).unwrap_or_default() > OFFLINE_AFTER)
+                .filter(|(_, s)| {
+                    s.online && now.duration_since(s.at).unwrap_or_default() > OFFLINE_AFTER
+                })
                 .map(|(name, s)| {
                     s.online = false;
                     (name.clone(), s.beat_ms)
@@ -121,7 +130,10 @@ impl Fleet {
         let message = PublishMessage::build()
             .payload(format!("{}\n{data}", event::NODE_STATUS).into())
             .message_id(format!("node-{name}-{state}-{beat_ms}"));
-        let sent = self.jetstream.send_publish(event_subject(name), message).await;
+        let sent = self
+            .jetstream
+            .send_publish(event_subject(name), message)
+            .await;
         if let Err(e) = match sent {
             Ok(ack) => ack.await.map(|_| ()).map_err(async_nats::Error::from),
             Err(e) => Err(e.into()),

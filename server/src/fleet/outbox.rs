@@ -54,7 +54,8 @@ impl Outbox {
     /// The oldest entries, at most `limit`.
     pub fn oldest(&self, limit: usize) -> rusqlite::Result<Vec<Entry>> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let mut stmt = conn.prepare_cached("SELECT n, name, data FROM outbox ORDER BY n LIMIT ?1")?;
+        let mut stmt =
+            conn.prepare_cached("SELECT n, name, data FROM outbox ORDER BY n LIMIT ?1")?;
         let entries = stmt
             .query_map([limit as i64], |row| {
                 Ok(Entry {
@@ -75,7 +76,9 @@ impl Outbox {
 
     pub fn is_empty(&self) -> bool {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        conn.query_row("SELECT NOT EXISTS (SELECT 1 FROM outbox)", [], |row| row.get(0))
-            .unwrap_or(true)
+        conn.query_row("SELECT NOT EXISTS (SELECT 1 FROM outbox)", [], |row| {
+            row.get(0)
+        })
+        .unwrap_or(true)
     }
 }

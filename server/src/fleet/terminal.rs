@@ -53,25 +53,21 @@ struct NatsWire {
 }
 
 impl Wire for NatsWire {
-    fn send(&mut self, message: Message) -> impl std::future::Future<Output = Result<(), ()>> + Send {
-        async move {
-            let Some(frame) = encode(&message) else {
-                return Ok(());
-            };
-            self.client
-                .publish(self.to.clone(), frame)
-                .await
-                .map_err(|_| ())
-        }
+    async fn send(&mut self, message: Message) -> Result<(), ()> {
+        let Some(frame) = encode(&message) else {
+            return Ok(());
+        };
+        self.client
+            .publish(self.to.clone(), frame)
+            .await
+            .map_err(|_| ())
     }
 
-    fn recv(&mut self) -> impl std::future::Future<Output = Option<Message>> + Send {
-        async move {
-            loop {
-                let message = self.from.next().await?;
-                if let Some(decoded) = decode(&message.payload) {
-                    return Some(decoded);
-                }
+    async fn recv(&mut self) -> Option<Message> {
+        loop {
+            let message = self.from.next().await?;
+            if let Some(decoded) = decode(&message.payload) {
+                return Some(decoded);
             }
         }
     }
@@ -220,7 +216,10 @@ fn close_message(code: u16, reason: &str) -> Message {
 }
 
 /// Serves the terminals other nodes relay for this node's tasks.
-pub async fn answer_terminals(fleet: Arc<Fleet>, shutdown: CancellationToken) -> Result<(), StartError> {
+pub async fn answer_terminals(
+    fleet: Arc<Fleet>,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
     let mut opens = fleet.client.subscribe(open_subject(&fleet.node)).await?;
     tokio::spawn(async move {
         loop {

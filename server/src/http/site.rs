@@ -53,10 +53,9 @@ fn embedded(path: &str, headers: &HeaderMap) -> Option<Response> {
     let mut response = match precompressed {
         Some((encoding, compressed)) => {
             let mut response = Response::new(Body::from(compressed.data.into_owned()));
-            response.headers_mut().insert(
-                header::CONTENT_ENCODING,
-                HeaderValue::from_static(encoding),
-            );
+            response
+                .headers_mut()
+                .insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
             response
         }
         None => Response::new(Body::from(file.data.into_owned())),

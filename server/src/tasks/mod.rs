@@ -587,9 +587,7 @@ impl Tasks {
                         {
                             TaskStatus::Running
                         }
-                        TaskStatus::Running
-                            if quiet >= self.idle_waiting && judged_by_silence =>
-                        {
+                        TaskStatus::Running if quiet >= self.idle_waiting && judged_by_silence => {
                             TaskStatus::WaitingForInput
                         }
                         _ => continue,

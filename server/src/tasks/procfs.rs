@@ -269,9 +269,7 @@ fn syscall_blocked(pid: i32, text: &str, state: u8, tty: &str) -> Blocked {
         let fd = i64::from_str_radix(arg0.trim_start_matches("0x"), 16).unwrap_or(-1);
         let target = std::fs::read_link(format!("/proc/{pid}/fd/{fd}"));
         return match target {
-            Ok(path) if path == Path::new(tty) || path == Path::new("/dev/tty") => {
-                Blocked::TtyRead
-            }
+            Ok(path) if path == Path::new(tty) || path == Path::new("/dev/tty") => Blocked::TtyRead,
             _ => Blocked::Work,
         };
     }

@@ -93,8 +93,7 @@ impl Tasks {
                 TaskKind::Terminal => Shell::AtPromptIsReading,
                 TaskKind::Command => Shell::LikeAnyProgram,
             };
-            let Some(verdict) =
-                process.and_then(|p| passes.detector.look(&task.id, &p, shell))
+            let Some(verdict) = process.and_then(|p| passes.detector.look(&task.id, &p, shell))
             else {
                 continue;
             };
@@ -108,7 +107,9 @@ impl Tasks {
             }
         }
         passes.last = raw;
-        passes.detector.keep_only(live.iter().map(|t| t.id.as_str()));
+        passes
+            .detector
+            .keep_only(live.iter().map(|t| t.id.as_str()));
         *lock(&self.verdicts) = settled;
         Ok(transitions)
     }

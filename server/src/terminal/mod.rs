@@ -131,12 +131,12 @@ pub trait Wire: Send {
 }
 
 impl Wire for WebSocket {
-    fn send(&mut self, message: Message) -> impl Future<Output = Result<(), ()>> + Send {
-        async move { WebSocket::send(self, message).await.map_err(|_| ()) }
+    async fn send(&mut self, message: Message) -> Result<(), ()> {
+        WebSocket::send(self, message).await.map_err(|_| ())
     }
 
-    fn recv(&mut self) -> impl Future<Output = Option<Message>> + Send {
-        async move { WebSocket::recv(self).await.and_then(Result::ok) }
+    async fn recv(&mut self) -> Option<Message> {
+        WebSocket::recv(self).await.and_then(Result::ok)
     }
 }
 

@@ -384,7 +384,14 @@ impl Nats {
 
     async fn launch(&mut self) {
         let process = std::process::Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
             .arg(self.store.path())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
