@@ -14,7 +14,7 @@
 
 const CHANNEL = 'taskwire-events';
 const LOCK = 'taskwire-events-leader';
-const EVENT_NAMES = ['ready', 'task.created', 'task.status', 'task.updated', 'task.deleted', 'resync', 'end'];
+const EVENT_NAMES = ['ready', 'task.created', 'task.status', 'task.updated', 'task.deleted', 'node.status', 'resync', 'end'];
 const tabId = Math.random().toString(36).slice(2);
 const shared = typeof BroadcastChannel === 'function' && !!navigator.locks;
 

@@ -66,28 +66,49 @@ pub async fn list_tasks() -> ApiResult<TaskList> {
     answer(Request::get("/api/tasks").send().await.map_err(network)?).await
 }
 
+/// `GET /api/nodes`, as JSON (see `live::connection::node_of`).
+pub async fn list_nodes() -> ApiResult<serde_json::Value> {
+    answer(Request::get("/api/nodes").send().await.map_err(network)?).await
+}
+
+/// `fields` left empty are not sent (the server's defaults apply: its own node, its
+/// directory).
+fn body(mut body: serde_json::Value, fields: &[(&str, &str)]) -> serde_json::Value {
+    for (key, value) in fields {
+        if !value.trim().is_empty() {
+            body[*key] = json!(value);
+        }
+    }
+    body
+}
+
 pub async fn create_task(
     name: &str,
     command: &str,
     workdir: &str,
     prompt: &str,
+    node: &str,
 ) -> ApiResult<Task> {
-    let mut body = json!({ "command": command });
-    for (key, value) in [("name", name), ("workdir", workdir), ("prompt", prompt)] {
-        if !value.trim().is_empty() {
-            body[key] = json!(value);
-        }
-    }
-    send_json(Request::post("/api/tasks"), &body).await
+    let fields = [
+        ("name", name),
+        ("workdir", workdir),
+        ("prompt", prompt),
+        ("node", node),
+    ];
+    send_json(
+        Request::post("/api/tasks"),
+        &body(json!({ "command": command }), &fields),
+    )
+    .await
 }
 
-pub async fn create_terminal(workdir: &str) -> ApiResult<Task> {
-    let body = if workdir.trim().is_empty() {
-        json!({})
-    } else {
-        json!({ "workdir": workdir })
-    };
-    send_json(Request::post("/api/tasks/terminal"), &body).await
+pub async fn create_terminal(workdir: &str, node: &str) -> ApiResult<Task> {
+    let fields = [("workdir", workdir), ("node", node)];
+    send_json(
+        Request::post("/api/tasks/terminal"),
+        &body(json!({}), &fields),
+    )
+    .await
 }
 
 pub async fn rename(id: &str, name: &str) -> ApiResult<Task> {

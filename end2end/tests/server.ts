@@ -7,6 +7,7 @@ import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
 import { expect, Page } from '@playwright/test';
+import { Nats } from './nats';
 
 export const TOKEN = 'e2e-token';
 const ROOT = path.resolve(__dirname, '../..');
@@ -25,7 +26,7 @@ async function freePort(): Promise<number> {
 
 export interface Task {
   id: string; name: string; kind: string; command: string; workdir: string; status: string;
-  exit_code: number | null; error: string | null;
+  exit_code: number | null; error: string | null; node: string;
 }
 
 export class Taskwire {
@@ -130,4 +131,27 @@ export function watchErrors(page: Page): string[] {
   page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
   page.on('pageerror', (e) => errors.push(e.message));
   return errors;
+}
+
+/** Two nodes, node-a and node-b, on one nats-server, once each sees the other online. */
+export async function startFleet(): Promise<{ nats: Nats; a: Taskwire; b: Taskwire }> {
+  const nats = await Nats.start();
+  const nodes: Taskwire[] = [];
+  try {
+    for (const name of ['node-a', 'node-b']) {
+      nodes.push(await Taskwire.start({ TASKWIRE_NATS_URL: nats.url, TASKWIRE_NODE: name }));
+    }
+    const [a, b] = nodes;
+    for (const [server, other] of [[a, 'node-b'], [b, 'node-a']] as const) {
+      await expect.poll(async () => {
+        const { json } = await server.api('GET', '/api/nodes');
+        return json.nodes.find((n: { name: string }) => n.name === other)?.online;
+      }, { timeout: 15_000, message: `${other} online` }).toBe(true);
+    }
+    return { nats, a, b };
+  } catch (e) {
+    for (const node of nodes) await node.dispose();
+    await nats.dispose();
+    throw e;
+  }
 }

@@ -2,10 +2,12 @@
 
 mod badge;
 mod bell;
+mod nodes;
 mod pill;
 mod terminal;
 
 pub use badge::ConnectionBadge;
 pub use bell::Bell;
+pub use nodes::{node_select, node_strip};
 pub use pill::StatusPill;
 pub use terminal::Terminal;

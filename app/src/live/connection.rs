@@ -37,6 +37,9 @@ struct State {
     fetch_again: bool,
     /// Events that arrived while a full fetch was in flight, re-applied after it.
     during_fetch: Vec<(String, String)>,
+    /// `node.status` events applied so far: a `GET /api/nodes` answer that one overtook is
+    /// older than what the store holds, and dropped.
+    node_events: u32,
     last_fetch_ms: f64,
     backoff_ms: f64,
     reconnect_pending: bool,
@@ -106,6 +109,8 @@ async fn refetch() {
         return;
     }
     with(|s| s.last_fetch_ms = js_sys::Date::now());
+    // Whatever may have missed a task event may have missed a node's too.
+    spawn_local(refetch_nodes());
     let result = client::list_tasks().await;
     let replay = with(|s| {
         s.fetching = false;
@@ -133,6 +138,32 @@ async fn refetch() {
     // The list in flight may predate whatever asked for the second fetch.
     if with(|s| std::mem::take(&mut s.fetch_again)) {
         spawn_local(refetch());
+    }
+}
+
+/// A node's name and whether it is online, from a `node.status` or an entry of
+/// `GET /api/nodes`: read from JSON values, which the app decodes already, since each typed
+/// decoder adds kilobytes to the wasm.
+fn node_of(json: &serde_json::Value) -> Option<(String, bool)> {
+    Some((
+        json["name"].as_str()?.to_string(),
+        json["online"].as_bool()?,
+    ))
+}
+
+async fn refetch_nodes() {
+    let before = with(|s| s.node_events);
+    let result = client::list_nodes().await;
+    let Some(live) = live() else { return };
+    match result {
+        Ok(list) if with(|s| s.node_events) == before => {
+            let nodes = list["nodes"].as_array().into_iter().flatten();
+            live.set_nodes(nodes.filter_map(node_of).collect());
+        }
+        Ok(_) => {}
+        // A 401 is the task list's to report.
+        Err(e) if e.unauthorized() => {}
+        Err(e) => leptos::logging::warn!("refreshing nodes: {e}"),
     }
 }
 
@@ -210,11 +241,21 @@ fn on_message(name: &str, data: String, id: String) {
     }
 }
 
-/// Applies one task event. A malformed one is logged and skipped; it breaks nothing.
+/// Applies one task or node event. A malformed one is logged and skipped, and one this app
+/// does not know (a newer server's) is ignored: neither breaks anything.
 fn apply(live: &Live, name: &str, data: &str) {
     let applied = match name {
+        event::TASK_CREATED | event::TASK_STATUS | event::TASK_UPDATED => {
+            serde_json::from_str::<Task>(data).map(|task| live.upsert(task))
+        }
         event::TASK_DELETED => serde_json::from_str::<Deleted>(data).map(|d| live.remove(&d.id)),
-        _ => serde_json::from_str::<Task>(data).map(|task| live.upsert(task)),
+        event::NODE_STATUS => serde_json::from_str(data).map(|json| {
+            with(|s| s.node_events += 1);
+            if let Some((name, online)) = node_of(&json) {
+                live.set_node(&name, online);
+            }
+        }),
+        _ => Ok(()),
     };
     if let Err(e) = applied {
         leptos::logging::warn!("ignoring a malformed {name} event: {e}");

@@ -51,6 +51,9 @@ pub struct Live {
     /// patches, since recounting every task for every event would cost more with each.
     pub active: RwSignal<std::collections::HashSet<String>>,
     pub waiting: RwSignal<usize>,
+    /// The fleet's nodes, sorted by name, and whether each is online as `GET /api/nodes`
+    /// and `node.status` say: `None` for one only named by a task so far.
+    pub nodes: RwSignal<Vec<(String, Option<bool>)>>,
     /// The same ids as a set, to tell a new task from a known one at once.
     ids: StoredValue<std::collections::HashSet<String>>,
     pub connection: RwSignal<Connection>,
@@ -70,6 +73,7 @@ pub fn provide_live() -> Live {
         order: RwSignal::new(Vec::new()),
         active: RwSignal::new(Default::default()),
         waiting: RwSignal::new(0),
+        nodes: RwSignal::new(Default::default()),
         ids: StoredValue::new(Default::default()),
         connection: RwSignal::new(Connection::Connecting),
         loaded: RwSignal::new(false),
@@ -110,5 +114,20 @@ impl Live {
     /// Tasks waiting for the person (kept by the store's patches, not counted per read).
     pub fn waiting_count(&self) -> usize {
         self.waiting.get()
+    }
+
+    /// More than one node is known: only then do pages speak of nodes.
+    pub fn is_fleet(&self) -> bool {
+        self.nodes.with(|nodes| nodes.len() > 1)
+    }
+
+    /// Whether the node is online, if known.
+    pub fn node_online(&self, name: &str) -> Option<bool> {
+        self.nodes.with(|nodes| {
+            nodes
+                .iter()
+                .find(|(known, _)| known == name)
+                .and_then(|n| n.1)
+        })
     }
 }

@@ -23,6 +23,18 @@ pub fn is_active(task: &Task) -> bool {
     task.status.is_live() || !task.seen
 }
 
+/// Adds the node to the list (kept sorted by name) or sets its state; `None` ("not known")
+/// never replaces a known state. Whether anything changed.
+fn put_node(nodes: &mut Vec<(String, Option<bool>)>, name: &str, state: Option<bool>) -> bool {
+    match nodes.binary_search_by(|(known, _)| known.as_str().cmp(name)) {
+        Ok(at) => state.is_some() && std::mem::replace(&mut nodes[at].1, state) != state,
+        Err(at) => {
+            nodes.insert(at, (name.to_string(), state));
+            true
+        }
+    }
+}
+
 fn is_waiting(task: &Task) -> bool {
     task.status == TaskStatus::WaitingForInput
 }
@@ -43,6 +55,8 @@ impl Live {
             return;
         }
         self.note(&id, (false, is_active(&task)), (false, is_waiting(&task)));
+        // A task never moves, so only a new one can name a new node.
+        self.note_node(&task.node);
         // Newest first, as the server lists them.
         self.store.tasks().write().insert(0, task);
         self.ids.update_value(|ids| {
@@ -95,6 +109,9 @@ impl Live {
             .map(|t| t.id.clone())
             .collect();
         let waiting = tasks.iter().filter(|t| is_waiting(t)).count();
+        for task in &tasks {
+            self.note_node(&task.node);
+        }
         self.store.tasks().patch(tasks);
         if self.active.with_untracked(|known| *known != active) {
             self.active.set(active);
@@ -106,6 +123,37 @@ impl Live {
             self.order.set(order);
         }
         self.loaded.set(true);
+    }
+
+    /// A node named by a task, known from then on (most are known already: no change).
+    fn note_node(&self, name: &str) {
+        if !name.is_empty() {
+            self.nodes.maybe_update(|nodes| put_node(nodes, name, None));
+        }
+    }
+
+    /// `node.status`.
+    pub fn set_node(&self, name: &str, online: bool) {
+        self.nodes
+            .maybe_update(|nodes| put_node(nodes, name, Some(online)));
+    }
+
+    /// `GET /api/nodes`. A node it leaves out stays known (a task may name it), its state
+    /// unknown. It comes with every full refresh, so it notifies only when something changed.
+    pub fn set_nodes(&self, answer: Vec<(String, bool)>) {
+        self.nodes.maybe_update(|nodes| {
+            let mut changed = false;
+            for (name, state) in nodes.iter_mut() {
+                if state.is_some() && !answer.iter().any(|(listed, _)| listed == name) {
+                    *state = None;
+                    changed = true;
+                }
+            }
+            for (name, online) in answer {
+                changed |= put_node(nodes, &name, Some(online));
+            }
+            changed
+        });
     }
 
     /// The task with this id, read without walking the list (tracked: it changes with the

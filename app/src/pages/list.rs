@@ -8,7 +8,7 @@ use reactive_stores::Field;
 
 use crate::{
     client,
-    components::StatusPill,
+    components::{node_select, node_strip, StatusPill},
     format::{duration_short, parse_ms, status_label, STALE_AFTER_MS},
     live::{is_active, use_live, Live, TasksStoreFields},
     model::{Task, TaskStatus, TaskStoreFields},
@@ -25,11 +25,13 @@ enum Tab {
 /// row it holds, so a list of thousands would cost thousands on every change.
 const PAGE: usize = 200;
 
-fn matches_filter(task: &Task, needle: &str) -> bool {
-    needle.is_empty()
-        || task.name.to_lowercase().contains(needle)
-        || task.command.to_lowercase().contains(needle)
-        || task.id.contains(needle)
+/// `node`: the node filter's choice, `""` for all nodes.
+fn matches_filter(task: &Task, needle: &str, node: &str) -> bool {
+    (node.is_empty() || task.node == node)
+        && (needle.is_empty()
+            || task.name.to_lowercase().contains(needle)
+            || task.command.to_lowercase().contains(needle)
+            || task.id.contains(needle))
 }
 
 #[component]
@@ -40,6 +42,8 @@ pub fn TaskListPage() -> impl IntoView {
     let tab = RwSignal::new(Tab::Active);
     let filter = RwSignal::new(String::new());
     let needle = Memo::new(move |_| filter.get().to_lowercase());
+    let node = RwSignal::new(String::new());
+    let filtering = move || !needle.get().is_empty() || !node.get().is_empty();
     let tasks = live.store.tasks();
     let limit = RwSignal::new(PAGE);
     let active_count = move || live.active.with(|active| active.len());
@@ -53,11 +57,7 @@ pub fn TaskListPage() -> impl IntoView {
     // task re-renders that row only.
     let drawn = Memo::new(move |_| {
         let all = tab.get() == Tab::All;
-        let most = if needle.get().is_empty() {
-            limit.get()
-        } else {
-            usize::MAX
-        };
+        let most = if filtering() { usize::MAX } else { limit.get() };
         live.order.with(|order| {
             live.active.with(|active| {
                 order
@@ -70,17 +70,16 @@ pub fn TaskListPage() -> impl IntoView {
         })
     });
     let more = move || in_view().saturating_sub(drawn.with(Vec::len));
-    let has_more = move || more() > 0 && needle.get().is_empty();
+    let has_more = move || more() > 0 && !filtering();
     let shown = move || {
-        let needle = needle.get();
-        let all = tab.get() == Tab::All;
-        if needle.is_empty() {
+        if !filtering() {
             return in_view();
         }
+        let (needle, node, all) = (needle.get(), node.get(), tab.get() == Tab::All);
         tasks
             .read()
             .iter()
-            .filter(|t| (all || is_active(t)) && matches_filter(t, &needle))
+            .filter(|t| (all || is_active(t)) && matches_filter(t, &needle, &node))
             .count()
     };
     let tab_button =
@@ -104,6 +103,7 @@ pub fn TaskListPage() -> impl IntoView {
                 {tab_button(Tab::Active, "Active", Box::new(active_count))}
                 {tab_button(Tab::All, "All", Box::new(all_count))}
             </div>
+            {node_select(node, "All nodes", false)}
             <input
                 class="filter"
                 type="search"
@@ -111,6 +111,7 @@ pub fn TaskListPage() -> impl IntoView {
                 aria-label="Filter tasks"
                 bind:value=filter
             />
+            {node_strip()}
         </section>
         <Show when=move || live.loaded.get() fallback=|| view! { <p class="empty">"Loading tasks…"</p> }>
             <ul class="task-list" aria-label="Tasks">
@@ -119,7 +120,7 @@ pub fn TaskListPage() -> impl IntoView {
                     key=|id| id.clone()
                     let:id
                 >
-                    <TaskRow task=tasks.at_key(id) live tails tab needle/>
+                    <TaskRow task=tasks.at_key(id) live tails tab needle node/>
                 </For>
             </ul>
             <Show when=has_more>
@@ -189,13 +190,15 @@ fn TaskRow(
     tails: RwSignal<HashMap<String, String>>,
     tab: RwSignal<Tab>,
     needle: Memo<String>,
+    node: RwSignal<String>,
 ) -> impl IntoView {
     let id = task.id().get_untracked();
     let href = format!("/tasks/{id}");
     let status = task.status();
     let shown = move || {
         let task = task.read();
-        (tab.get() == Tab::All || is_active(&task)) && matches_filter(&task, &needle.get())
+        (tab.get() == Tab::All || is_active(&task))
+            && matches_filter(&task, &needle.get(), &node.get())
     };
     let idle_ms = move || {
         let last = parse_ms(&task.last_activity_at().get())?;
@@ -219,6 +222,8 @@ fn TaskRow(
             data-status=move || status.get().as_str() data-unseen=move || unseen().to_string()>
             <div class="row-head">
                 <A href=href attr:class="task-name">{move || task.name().get()}</A>
+                // A task never moves: its node is drawn once.
+                <span class="task-node" title="Node" hidden=move || !live.is_fleet()>{task.node().get_untracked()}</span>
                 <StatusPill status label=Signal::derive(move || status_label(&task.read()))/>
                 {move || idle_ms().map(|ms| view! {
                     <span class="idle" title="time since the last output">"idle " {duration_short(ms)}</span>

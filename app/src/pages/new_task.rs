@@ -3,15 +3,17 @@
 use leptos::{prelude::*, task::spawn_local};
 use leptos_router::hooks::use_navigate;
 
-use crate::{client, live::use_live, model::Task};
+use crate::{client, components::node_select, live::use_live, model::Task};
 
 #[component]
 pub fn NewTaskPage() -> impl IntoView {
-    let _live = use_live();
+    let live = use_live();
     let name = RwSignal::new(String::new());
     let command = RwSignal::new(String::new());
     let workdir = RwSignal::new(String::new());
     let prompt = RwSignal::new(String::new());
+    // `""`: the node serving this page.
+    let node = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
     let navigate = use_navigate();
@@ -34,6 +36,7 @@ pub fn NewTaskPage() -> impl IntoView {
                     &command.get_untracked(),
                     &workdir.get_untracked(),
                     &prompt.get_untracked(),
+                    &node.get_untracked(),
                 )
                 .await;
                 open_task(result);
@@ -44,7 +47,9 @@ pub fn NewTaskPage() -> impl IntoView {
         busy.set(true);
         let open_task = open_task.clone();
         spawn_local(async move {
-            open_task(client::create_terminal(&workdir.get_untracked()).await);
+            open_task(
+                client::create_terminal(&workdir.get_untracked(), &node.get_untracked()).await,
+            );
         });
     };
     view! {
@@ -59,6 +64,8 @@ pub fn NewTaskPage() -> impl IntoView {
                 <input id="workdir" name="workdir" placeholder="/home/me/project" bind:value=workdir/>
                 <label for="prompt">"Prompt " <span class="hint">"(optional; typed in once the program is ready)"</span></label>
                 <textarea id="prompt" name="prompt" rows="3" bind:value=prompt></textarea>
+                <label for="node" hidden=move || !live.is_fleet()>"Node"</label>
+                {node_select(node, "This node", true)}
                 {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
                 <div class="actions">
                     <button class="button primary" type="submit" disabled=move || busy.get()>"Start"</button>

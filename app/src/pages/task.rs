@@ -112,6 +112,11 @@ fn TaskDetail(id: String, task: Memo<Option<Task>>) -> impl IntoView {
             <dl class="facts">
                 <dt>"Command"</dt><dd><code>{get(|t| t.command.clone())}</code></dd>
                 <dt>"Directory"</dt><dd><code>{get(|t| t.workdir.clone())}</code></dd>
+                <dt>"Node"</dt>
+                // Its tasks keep their last status while it is away: CSS says so.
+                <dd class:offline=move || task.with(|t| t.as_ref().is_some_and(|t| live.node_online(&t.node) == Some(false)))>
+                    {get(|t| t.node.clone())}
+                </dd>
                 <dt>"Kind"</dt><dd>{get(|t| t.kind.as_str().to_string())}</dd>
                 <dt>"Started"</dt><dd>{get(|t| t.created_at.clone())}</dd>
                 <dt>"Finished"</dt><dd>{get(|t| t.finished_at.clone().unwrap_or_else(|| "—".into()))}</dd>

@@ -14,7 +14,7 @@ use rust_embed::Embed;
 use crate::AppState;
 
 #[derive(Embed)]
-#[folder = "$CARGO_MANIFEST_DIR/../target/site"]
+#[folder = "../target/site"]
 // Tests and benches build the server without building the site first.
 #[allow_missing = true]
 struct Site;
