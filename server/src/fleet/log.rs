@@ -19,60 +19,75 @@ use crate::events::broker::{Archive, Archived};
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 
 /// Sends the outbox to the stream, oldest first, until `shutdown`. An entry leaves the
-/// outbox only once JetStream has acknowledged it; one that fails is sent again (its
-/// message id makes JetStream drop a second copy).
+/// outbox only once JetStream has acknowledged it; a batch that fails is sent again (each
+/// event's message id makes JetStream drop a second copy).
 pub async fn send_outbox(fleet: Arc<Fleet>, shutdown: CancellationToken) {
     loop {
         let entries = fleet.outbox.oldest(256).unwrap_or_else(|e| {
             tracing::error!("reading the outbox: {e}");
             Vec::new()
         });
-        if entries.is_empty() {
+        let Some(last) = entries.last().map(|e| e.n) else {
             // A push since the read left a permit: this returns at once then.
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = fleet.outbox.filled.notified() => continue,
             }
-        }
-        for entry in entries {
-            if let Err(e) = send(&fleet, &entry).await {
-                tracing::warn!("sending an event to the fleet (will retry): {e}");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(RETRY_AFTER) => break,
+        };
+        match send_batch(&fleet, &entries).await {
+            Ok(()) => {
+                if let Err(e) = fleet.outbox.remove_through(last) {
+                    tracing::error!("removing sent events from the outbox: {e}");
                 }
             }
-            if let Err(e) = fleet.outbox.remove(entry.n) {
-                tracing::error!("removing a sent event from the outbox: {e}");
+            Err(e) => {
+                tracing::warn!("sending events to the fleet (will retry): {e}");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(RETRY_AFTER) => {}
+                }
             }
         }
     }
 }
 
-/// One event to the stream, its record to the bucket first (see `Fleet::join`).
-async fn send(fleet: &Fleet, entry: &Entry) -> Result<(), async_nats::Error> {
-    match entry.name.as_str() {
-        event::TASK_DELETED => {
-            let deleted: Deleted = serde_json::from_str(&entry.data)?;
-            fleet.records.delete(&deleted.id).await?;
+/// A batch of events to the stream, their records to the bucket first (see
+/// `Fleet::join`). Two round trips for the batch, not two per event: the publishes are
+/// sent back to back on the one connection (which keeps their order), then acknowledged.
+async fn send_batch(fleet: &Fleet, entries: &[Entry]) -> Result<(), async_nats::Error> {
+    let mut acks = Vec::with_capacity(entries.len());
+    for entry in entries {
+        match entry.name.as_str() {
+            event::TASK_DELETED => {
+                let deleted: Deleted = serde_json::from_str(&entry.data)?;
+                fleet.records.delete(&deleted.id).await?;
+            }
+            event::TASK_CREATED | event::TASK_STATUS | event::TASK_UPDATED => {
+                let task: Task = serde_json::from_str(&entry.data)?;
+                let record = PublishMessage::build().payload(entry.data.clone().into());
+                let subject = format!("$KV.{}.{}", super::RECORDS, task.id);
+                acks.push(fleet.jetstream.send_publish(subject, record).await?);
+            }
+            _ => {}
         }
-        event::TASK_CREATED | event::TASK_STATUS | event::TASK_UPDATED => {
-            let task: Task = serde_json::from_str(&entry.data)?;
-            fleet
-                .records
-                .put(&task.id, entry.data.clone().into())
-                .await?;
-        }
-        _ => {}
     }
-    let message = PublishMessage::build()
-        .payload(format!("{}\n{}", entry.name, entry.data).into())
-        .message_id(format!("{}-{}", fleet.node, entry.n));
-    fleet
-        .jetstream
-        .send_publish(event_subject(&fleet.node), message)
-        .await?
-        .await?;
+    for ack in acks.drain(..) {
+        ack.await?;
+    }
+    for entry in entries {
+        let message = PublishMessage::build()
+            .payload(format!("{}\n{}", entry.name, entry.data).into())
+            .message_id(format!("{}-{}", fleet.node, entry.n));
+        acks.push(
+            fleet
+                .jetstream
+                .send_publish(event_subject(&fleet.node), message)
+                .await?,
+        );
+    }
+    for ack in acks {
+        ack.await?;
+    }
     Ok(())
 }
 

@@ -68,9 +68,10 @@ impl Outbox {
         entries
     }
 
-    pub fn remove(&self, n: i64) -> rusqlite::Result<()> {
+    /// Removes every entry up to and including `n` (a batch that was sent).
+    pub fn remove_through(&self, n: i64) -> rusqlite::Result<()> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        conn.execute("DELETE FROM outbox WHERE n = ?1", [n])?;
+        conn.execute("DELETE FROM outbox WHERE n <= ?1", [n])?;
         Ok(())
     }
 
