@@ -9,7 +9,7 @@
 import { test, expect, Page } from '@playwright/test';
 import * as fs from 'fs';
 import * as path from 'path';
-import { Taskwire, row, TOKEN } from '../tests/server';
+import { Taskwire, completedAt, recordCompletions, row, TOKEN } from '../tests/server';
 import { Nats } from '../tests/nats';
 
 const TASKS = 50;
@@ -23,15 +23,7 @@ const percentile = (sorted: number[], p: number) =>
 async function exitToPill(page: Page, serving: Taskwire, owner: Taskwire): Promise<number[]> {
   await serving.open(page);
   await page.getByRole('tab', { name: /All/ }).click();
-  await page.evaluate(() => {
-    (window as any).__doneAt = {};
-    new MutationObserver(() => {
-      for (const pill of document.querySelectorAll('.task-row [data-testid=status]')) {
-        const id = (pill.closest('.task-row') as HTMLElement).dataset.id!;
-        if (pill.textContent === 'completed' && !(window as any).__doneAt[id]) (window as any).__doneAt[id] = Date.now();
-      }
-    }).observe(document.body, { subtree: true, childList: true, characterData: true });
-  });
+  await recordCompletions(page);
   const latencies: number[] = [];
   for (let i = 0; i < TASKS; i++) {
     const marker = path.join(owner.dataDir, `go-${i}`);
@@ -40,7 +32,7 @@ async function exitToPill(page: Page, serving: Taskwire, owner: Taskwire): Promi
     const exitAt = Date.now();
     fs.writeFileSync(marker, '');
     await expect(row(page, task.id).getByTestId('status')).toHaveText('completed');
-    latencies.push((await page.evaluate((id) => (window as any).__doneAt[id], task.id)) - exitAt);
+    latencies.push((await completedAt(page, task.id)) - exitAt);
   }
   return latencies.sort((a, b) => a - b);
 }

@@ -6,20 +6,10 @@ import { spawn, spawnSync, ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import * as net from 'net';
+import { freePort } from './ports';
 
 const BINARY = path.resolve(__dirname, '../../target/release/taskwire');
 const TOKEN = 'e2e-binary-token';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 let proc: ChildProcess | undefined;
 let dir = '';

@@ -5,22 +5,11 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { Nats } from './nats';
-import { Taskwire, row, startFleet, watchErrors } from './server';
+import { Taskwire, row, screenText, startFleet, watchErrors } from './server';
 
 const strip = (page: Page) => page.getByRole('list', { name: 'Nodes' });
 const nodeFact = (page: Page) => page.locator('xpath=//dl[@class="facts"]/dt[.="Node"]/following-sibling::dd[1]');
 const terminal = (page: Page) => page.getByTestId('terminal');
-
-/** The text xterm.js holds (screen and scrollback), one line per row. */
-async function screenText(page: Page): Promise<string> {
-  return terminal(page).evaluate((el: any) => {
-    const buffer = el.terminal?.buffer.active;
-    if (!buffer) return '';
-    const lines = [];
-    for (let i = 0; i < buffer.length; i++) lines.push(buffer.getLine(i).translateToString(true));
-    return lines.join('\n');
-  });
-}
 
 /** Whether `node`'s own tmux runs the task. */
 const runsOn = (node: Taskwire, id: string) =>

@@ -4,7 +4,7 @@
 import { test, expect } from '@playwright/test';
 import * as fs from 'fs';
 import * as path from 'path';
-import { Taskwire, row } from './server';
+import { Taskwire, completedAt, recordCompletions, row } from './server';
 
 test('exit-to-pill latency over 20 tasks', async ({ page }) => {
   test.setTimeout(120_000);
@@ -12,15 +12,7 @@ test('exit-to-pill latency over 20 tasks', async ({ page }) => {
   try {
     await server.open(page);
     await page.getByRole('tab', { name: /All/ }).click();
-    await page.evaluate(() => {
-      (window as any).__doneAt = {};
-      new MutationObserver(() => {
-        for (const pill of document.querySelectorAll('.task-row [data-testid=status]')) {
-          const id = (pill.closest('.task-row') as HTMLElement).dataset.id!;
-          if (pill.textContent === 'completed' && !(window as any).__doneAt[id]) (window as any).__doneAt[id] = Date.now();
-        }
-      }).observe(document.body, { subtree: true, childList: true, characterData: true });
-    });
+    await recordCompletions(page);
     const latencies: number[] = [];
     for (let i = 0; i < 20; i++) {
       const marker = path.join(server.dataDir, `go-${i}`);
@@ -29,7 +21,7 @@ test('exit-to-pill latency over 20 tasks', async ({ page }) => {
       const exitAt = Date.now();
       fs.writeFileSync(marker, '');
       await expect(row(page, task.id).getByTestId('status')).toHaveText('completed');
-      const doneAt = await page.evaluate((id) => (window as any).__doneAt[id], task.id);
+      const doneAt = await completedAt(page, task.id);
       expect(doneAt).toBeTruthy();
       latencies.push(doneAt - exitAt);
     }

@@ -3,26 +3,15 @@
 // again on the same port and data, as a user restarting taskwire would.
 import { spawn, spawnSync, ChildProcess } from 'child_process';
 import * as fs from 'fs';
-import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
 import { expect, Page } from '@playwright/test';
 import { Nats } from './nats';
+import { freePort } from './ports';
 
 export const TOKEN = 'e2e-token';
 const ROOT = path.resolve(__dirname, '../..');
 const BINARY = path.join(ROOT, 'target/release/taskwire');
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
 
 export interface Task {
   id: string; name: string; kind: string; command: string; workdir: string; status: string;
@@ -155,3 +144,31 @@ export async function startFleet(): Promise<{ nats: Nats; a: Taskwire; b: Taskwi
     throw e;
   }
 }
+
+/** The text xterm.js holds in its buffer (screen and scrollback), one line per row. */
+export async function screenText(page: Page): Promise<string> {
+  return page.getByTestId('terminal').evaluate((el: any) => {
+    const buffer = el.terminal?.buffer.active;
+    if (!buffer) return '';
+    const lines = [];
+    for (let i = 0; i < buffer.length; i++) lines.push(buffer.getLine(i).translateToString(true));
+    return lines.join('\n');
+  });
+}
+
+/** Records in the page when each row's pill first reads `completed` (Date.now()). */
+export async function recordCompletions(page: Page): Promise<void> {
+  await page.evaluate(() => {
+    (window as any).__doneAt = {};
+    new MutationObserver(() => {
+      for (const pill of document.querySelectorAll('.task-row [data-testid=status]')) {
+        const id = (pill.closest('.task-row') as HTMLElement).dataset.id!;
+        if (pill.textContent === 'completed' && !(window as any).__doneAt[id]) (window as any).__doneAt[id] = Date.now();
+      }
+    }).observe(document.body, { subtree: true, childList: true, characterData: true });
+  });
+}
+
+/** When `recordCompletions` saw task `id` complete. */
+export const completedAt = (page: Page, id: string): Promise<number> =>
+  page.evaluate((id) => (window as any).__doneAt[id], id);

@@ -1,6 +1,6 @@
 import { test, expect, Page } from '@playwright/test';
 import * as path from 'path';
-import { Taskwire, row, watchErrors } from './server';
+import { Taskwire, row, screenText, watchErrors } from './server';
 
 const FIXTURES = path.resolve(__dirname, '../fixtures');
 
@@ -10,17 +10,6 @@ test.afterEach(async () => { await server.dispose(); });
 
 const terminal = (page: Page) => page.getByTestId('terminal');
 const pill = (page: Page) => page.locator('.detail-head').getByTestId('status');
-
-/** The text xterm.js holds in its buffer (screen and scrollback), one line per row. */
-async function screenText(page: Page): Promise<string> {
-  return terminal(page).evaluate((el: any) => {
-    const buffer = el.terminal?.buffer.active;
-    if (!buffer) return '';
-    const lines = [];
-    for (let i = 0; i < buffer.length; i++) lines.push(buffer.getLine(i).translateToString(true));
-    return lines.join('\n');
-  });
-}
 
 async function expectOnScreen(page: Page, text: string) {
   await expect.poll(() => screenText(page), { timeout: 15_000 }).toContain(text);

@@ -23,32 +23,9 @@ async fn a_single_node_behaves() {
 async fn a_fleet_of_two_behaves_the_same_through_either_node() {
     let nats = Nats::start().await;
     let (fixture_a, fixture_b) = (Fixture::new(), Fixture::new());
-    let url = nats.url();
-    let a = fixture_a
-        .serve_with(|c| {
-            c.nats_url = Some(url.clone());
-            c.node = Some("node-a".into());
-        })
-        .await;
-    let _b = fixture_b
-        .serve_with(|c| {
-            c.nats_url = Some(url.clone());
-            c.node = Some("node-b".into());
-        })
-        .await;
-    let deadline = std::time::Instant::now() + SOON;
-    while !a.call(Method::GET, "/api/nodes", None).await.1["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|n| n["name"] == "node-b" && n["online"] == true)
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "node b never came online"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let a = fixture_a.serve_node(&nats, "node-a").await;
+    let _b = fixture_b.serve_node(&nats, "node-b").await;
+    a.wait_for_node("node-b", true).await;
     behaves(&a, "node-b").await;
 }
 
@@ -111,6 +88,12 @@ async fn behaves(server: &TestServer, node: &str) {
     assert_eq!(status, StatusCode::CREATED, "{task}");
     assert_eq!(task["node"], node);
     let id = task["id"].as_str().unwrap().to_string();
+    // At once, through the node that created it (before any event came back).
+    let (status, again) = server
+        .call(Method::GET, &format!("/api/tasks/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["node"], node);
     let created = events.wait_for("task.created", SOON).await;
     assert_eq!(created.json()["id"], id.as_str());
     server

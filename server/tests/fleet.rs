@@ -10,37 +10,6 @@ use serde_json::{json, Value};
 
 const SOON: Duration = Duration::from_secs(15);
 
-async fn node(fixture: &Fixture, nats: &Nats, name: &str) -> TestServer {
-    let url = nats.url();
-    fixture
-        .serve_with(|c| {
-            c.nats_url = Some(url);
-            c.node = Some(name.to_string());
-        })
-        .await
-}
-
-/// Waits until `server`'s `GET /api/nodes` says `name` is `online`.
-async fn wait_for_node(server: &TestServer, name: &str, online: bool) {
-    let deadline = Instant::now() + SOON;
-    loop {
-        let (_, body) = server.call(Method::GET, "/api/nodes", None).await;
-        let found = body["nodes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|n| n["name"] == name && n["online"] == online);
-        if found {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node {name} not online={online}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Waits until `server` lists task `id` with `status`.
 async fn wait_listed(server: &TestServer, id: &str, status: &str) -> Value {
     let deadline = Instant::now() + SOON;
@@ -67,9 +36,9 @@ async fn wait_listed(server: &TestServer, id: &str, status: &str) -> Value {
 async fn a_task_started_through_one_node_on_another_is_seen_and_controlled_from_both() {
     let nats = Nats::start().await;
     let (fixture_a, fixture_b) = (Fixture::new(), Fixture::new());
-    let a = node(&fixture_a, &nats, "node-a").await;
-    let b = node(&fixture_b, &nats, "node-b").await;
-    wait_for_node(&a, "node-b", true).await;
+    let a = fixture_a.serve_node(&nats, "node-a").await;
+    let b = fixture_b.serve_node(&nats, "node-b").await;
+    a.wait_for_node("node-b", true).await;
 
     let mut events_a = a.events("", None).await;
     let ready_a = events_a.wait_for("ready", SOON).await;
@@ -171,8 +140,8 @@ async fn a_task_started_through_one_node_on_another_is_seen_and_controlled_from_
 async fn a_stopped_node_is_offline_its_tasks_answer_503_and_it_comes_back() {
     let nats = Nats::start().await;
     let (fixture_a, fixture_b) = (Fixture::new(), Fixture::new());
-    let a = node(&fixture_a, &nats, "node-a").await;
-    let b = node(&fixture_b, &nats, "node-b").await;
+    let a = fixture_a.serve_node(&nats, "node-a").await;
+    let b = fixture_b.serve_node(&nats, "node-b").await;
     let marker = fixture_b.dir.path().join("go");
     let command = format!(
         "while [ ! -e '{}' ]; do sleep 0.1; done; exit 3",
@@ -182,7 +151,7 @@ async fn a_stopped_node_is_offline_its_tasks_answer_503_and_it_comes_back() {
     wait_listed(&a, &task.id, "running").await;
 
     b.stop().await;
-    wait_for_node(&a, "node-b", false).await;
+    a.wait_for_node("node-b", false).await;
     let (status, body) = a
         .call(Method::POST, &format!("/api/tasks/{}/kill", task.id), None)
         .await;
@@ -193,8 +162,8 @@ async fn a_stopped_node_is_offline_its_tasks_answer_503_and_it_comes_back() {
     std::fs::write(&marker, "").unwrap();
 
     // Back: the task that ended meanwhile has its true exit code, everywhere.
-    let b = node(&fixture_b, &nats, "node-b").await;
-    wait_for_node(&a, "node-b", true).await;
+    let b = fixture_b.serve_node(&nats, "node-b").await;
+    a.wait_for_node("node-b", true).await;
     let ended = wait_listed(&a, &task.id, "failed").await;
     assert_eq!(ended["exit_code"], 3);
     let (status, _) = a
@@ -232,8 +201,8 @@ async fn event_ids_until(
 async fn nats_restarting_loses_and_doubles_nothing_and_an_exit_meanwhile_reaches_the_fleet() {
     let mut nats = Nats::start().await;
     let (fixture_a, fixture_b) = (Fixture::new(), Fixture::new());
-    let a = node(&fixture_a, &nats, "node-a").await;
-    let b = node(&fixture_b, &nats, "node-b").await;
+    let a = fixture_a.serve_node(&nats, "node-a").await;
+    let b = fixture_b.serve_node(&nats, "node-b").await;
     let marker = fixture_a.dir.path().join("go");
     let command = format!(
         "while [ ! -e '{}' ]; do sleep 0.1; done; exit 5",
@@ -287,8 +256,8 @@ async fn another_nodes_task_has_its_terminal_relayed() {
 
     let nats = Nats::start().await;
     let (fixture_a, fixture_b) = (Fixture::new(), Fixture::new());
-    let a = node(&fixture_a, &nats, "node-a").await;
-    let b = node(&fixture_b, &nats, "node-b").await;
+    let a = fixture_a.serve_node(&nats, "node-a").await;
+    let b = fixture_b.serve_node(&nats, "node-b").await;
     let task = b
         .create(json!({"command": "echo ready; read line; echo heard-$line; sleep 0.3"}))
         .await;
@@ -342,7 +311,7 @@ async fn a_browser_further_behind_than_the_ring_resumes_from_the_stream() {
             c.replay = 4;
         })
         .await;
-    let b = node(&fixture_b, &nats, "node-b").await;
+    let b = fixture_b.serve_node(&nats, "node-b").await;
     let task = b.create(json!({"command": "sleep 600"})).await;
     wait_listed(&a, &task.id, "running").await;
     let mut first = a.events("", None).await;
@@ -438,8 +407,8 @@ async fn until_ended(events: &mut common::SseClient) {
 async fn while_nats_is_away_a_nodes_own_page_follows_its_own_tasks_live() {
     let mut nats = Nats::start().await;
     let (fixture_a, fixture_b) = (Fixture::new(), Fixture::new());
-    let a = node(&fixture_a, &nats, "node-a").await;
-    let b = node(&fixture_b, &nats, "node-b").await;
+    let a = fixture_a.serve_node(&nats, "node-a").await;
+    let b = fixture_b.serve_node(&nats, "node-b").await;
     let remote = b.create(json!({"command": "sleep 600"})).await;
     wait_listed(&a, &remote.id, "running").await;
     let mut events = a.events("", None).await;

@@ -65,20 +65,27 @@ pub async fn route(State(fleet): State<Arc<Fleet>>, request: Request, next: Next
             create_anywhere(&fleet, request, next).await
         }
         (method, ["api", "tasks", id, rest @ ..]) => {
-            let Some(task) = fleet.get(id).filter(|t| t.node != fleet.node) else {
+            let known = fleet.get(id);
+            // A task just created elsewhere through this node may not be in the view yet.
+            let owner = known
+                .as_ref()
+                .map(|t| t.node.clone())
+                .or_else(|| fleet.placed_on(id));
+            let Some(owner) = owner.filter(|node| *node != fleet.node) else {
                 return next.run(request).await;
             };
-            match (method, rest) {
-                (Method::GET, []) => Json(task).into_response(),
-                (Method::GET, ["terminal"]) => {
+            match (method, rest, known) {
+                (Method::GET, [], Some(task)) => Json(task).into_response(),
+                (Method::GET, ["terminal"], Some(task)) => {
                     super::terminal::relay(fleet.clone(), task, request).await
                 }
-                (_, ["output", "stream"]) => error_response(StatusCode::NOT_IMPLEMENTED, format!(
-                        "the output stream of a task on node {} is not relayed: open it on that node",
-                        task.node
+                (_, ["output", "stream"], _) => error_response(
+                    StatusCode::NOT_IMPLEMENTED,
+                    format!(
+                        "the output stream of a task on node {owner} is not relayed: open it on that node"
                     ),
                 ),
-                _ => forward(&fleet, &task.node, request, false).await,
+                _ => forward(&fleet, &owner, request, false).await,
             }
         }
         _ => next.run(request).await,
@@ -125,7 +132,11 @@ async fn create_anywhere(fleet: &Fleet, request: Request, next: Next) -> Respons
                     format!("no node named {node:?}"),
                 );
             }
-            forward(fleet, &node, request, false).await
+            let response = forward(fleet, &node, request, false).await;
+            if response.status() == StatusCode::CREATED {
+                return fleet.note_placed(response, node).await;
+            }
+            response
         }
         _ => next.run(request).await,
     }
@@ -182,6 +193,28 @@ async fn forward(fleet: &Fleet, node: &str, request: Request, its_credentials: b
             StatusCode::BAD_GATEWAY,
             format!("node {node} answered: {e}"),
         ),
+    }
+}
+
+impl Fleet {
+    /// Remembers where a task created through this node runs, until the log says so
+    /// (so that the caller's next request about it finds it at once).
+    async fn note_placed(&self, response: Response, node: String) -> Response {
+        let (parts, body) = response.into_parts();
+        let Ok(bytes) = to_bytes(body, 4 * 1024 * 1024).await else {
+            return StatusCode::BAD_GATEWAY.into_response();
+        };
+        let id = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|task| task.get("id")?.as_str().map(str::to_string));
+        if let Some(id) = id.filter(|id| self.get(id).is_none()) {
+            super::lock(&self.placed).insert(id, node);
+        }
+        Response::from_parts(parts, Body::from(bytes))
+    }
+
+    fn placed_on(&self, id: &str) -> Option<String> {
+        super::lock(&self.placed).get(id).cloned()
     }
 }
 

@@ -161,6 +161,7 @@ impl Fleet {
             event::NODE_STATUS => {}
             _ => match serde_json::from_str::<Task>(data) {
                 Ok(task) => {
+                    lock(&self.placed).remove(&task.id);
                     view.insert(task.id.clone(), task);
                 }
                 Err(e) => tracing::warn!("an unreadable {name} event: {e}"),

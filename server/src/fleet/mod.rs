@@ -51,6 +51,9 @@ pub struct Fleet {
     /// Every task of every node as the log has told this node. Changed together with
     /// `broker`'s publishing, under this lock, so a list names the event it reflects.
     view: Mutex<HashMap<String, Task>>,
+    /// Tasks created elsewhere through this node that the view does not have yet, and
+    /// their nodes (see `forward`).
+    placed: Mutex<HashMap<String, String>>,
     /// What this node's browsers listen to: the log's events, numbered as in the stream.
     pub broker: Arc<Broker>,
     nodes: nodes::Nodes,
@@ -108,6 +111,7 @@ impl Fleet {
             jetstream,
             records,
             view: Mutex::new(view),
+            placed: Mutex::default(),
             broker: Broker::continuing(epoch, last + 1, config.replay, config.max_subscribers),
             nodes: nodes::Nodes::default(),
             outbox: outbox::Outbox::open(&data_dir.join("taskwire.db"))?,

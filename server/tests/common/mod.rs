@@ -55,6 +55,16 @@ impl Fixture {
         TestServer::start(config).await
     }
 
+    /// A node named `name` of the fleet on `nats`.
+    pub async fn serve_node(&self, nats: &Nats, name: &str) -> TestServer {
+        let url = nats.url();
+        self.serve_with(|c| {
+            c.nats_url = Some(url);
+            c.node = Some(name.to_string());
+        })
+        .await
+    }
+
     /// A server with connection limits of the test's choosing.
     pub async fn serve_limited(&self, adjust: impl FnOnce(&mut server::Limits)) -> TestServer {
         TestServer::start_limited(self.config(), adjust).await
@@ -188,6 +198,27 @@ impl TestServer {
                 task.status
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until `GET /api/nodes` says node `name` is `online`.
+    pub async fn wait_for_node(&self, name: &str, online: bool) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let (_, body) = self.call(Method::GET, "/api/nodes", None).await;
+            let found = body["nodes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|n| n["name"] == name && n["online"] == online);
+            if found {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {name} not online={online}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
