@@ -148,7 +148,9 @@ async fn a_stopped_node_is_offline_its_tasks_answer_503_and_it_comes_back() {
         marker.display()
     );
     let task = b.create(json!({ "command": command })).await;
+    let lasting = b.create(json!({ "command": "sleep 600" })).await;
     wait_listed(&a, &task.id, "running").await;
+    wait_listed(&a, &lasting.id, "running").await;
 
     b.stop().await;
     a.wait_for_node("node-b", false).await;
@@ -170,6 +172,12 @@ async fn a_stopped_node_is_offline_its_tasks_answer_503_and_it_comes_back() {
         .call(Method::DELETE, &format!("/api/tasks/{}", task.id), None)
         .await;
     assert!(status.is_success());
+    // The one still running is live and controllable from node a again.
+    let (status, killed) = a
+        .call(Method::POST, &format!("/api/tasks/{}/kill", lasting.id), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{killed}");
+    assert!(!common::session_exists(&fixture_b.socket, &lasting.id));
     drop(b);
 }
 
