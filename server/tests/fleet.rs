@@ -174,7 +174,11 @@ async fn a_stopped_node_is_offline_its_tasks_answer_503_and_it_comes_back() {
     assert!(status.is_success());
     // The one still running is live and controllable from node a again.
     let (status, killed) = a
-        .call(Method::POST, &format!("/api/tasks/{}/kill", lasting.id), None)
+        .call(
+            Method::POST,
+            &format!("/api/tasks/{}/kill", lasting.id),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{killed}");
     assert!(!common::session_exists(&fixture_b.socket, &lasting.id));

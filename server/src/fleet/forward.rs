@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use super::Fleet;
-use crate::{http::error::error_response, StartError};
+use super::{Fleet, FleetError};
+use crate::http::error::error_response;
 
 /// The most a forwarded request may wait for its answer.
 const ANSWER_WITHIN: Duration = Duration::from_secs(15);
@@ -233,7 +233,7 @@ pub async fn answer_actions(
     fleet: Arc<Fleet>,
     api: Router,
     shutdown: CancellationToken,
-) -> Result<(), StartError> {
+) -> Result<(), FleetError> {
     let mut requests = fleet.client.subscribe(action_subject(&fleet.node)).await?;
     tokio::spawn(async move {
         loop {

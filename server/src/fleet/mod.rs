@@ -30,7 +30,7 @@ use async_nats::jetstream::{self, kv};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::Config, events::broker::Broker, tasks::Tasks, StartError};
+use crate::{config::Config, events::broker::Broker, tasks::Tasks};
 
 /// The stream every node's events go to.
 pub const STREAM: &str = "TASKWIRE_EVENTS";
@@ -38,6 +38,9 @@ pub const STREAM: &str = "TASKWIRE_EVENTS";
 pub const RECORDS: &str = "taskwire_tasks";
 /// Events kept in the stream (for resume, and for nodes catching up).
 const STREAM_MAX_EVENTS: i64 = 1_000_000;
+
+/// Why joining the fleet, or starting a part of a node's work in it, failed.
+pub type FleetError = Box<dyn std::error::Error + Send + Sync>;
 
 fn event_subject(node: &str) -> String {
     format!("taskwire.events.{node}")
@@ -76,7 +79,7 @@ impl Fleet {
         token: Arc<str>,
         data_dir: &Path,
         shutdown: CancellationToken,
-    ) -> Result<Arc<Fleet>, StartError> {
+    ) -> Result<Arc<Fleet>, FleetError> {
         let url = config.nats_url.as_deref().ok_or("no TASKWIRE_NATS_URL")?;
         let mut options =
             async_nats::ConnectOptions::new().name(format!("taskwire {}", tasks.node));
@@ -225,7 +228,7 @@ impl Fleet {
 /// The records bucket, its stream made as the key-value API makes it (the client's own
 /// `create_key_value` first asks for account details that Debian's nats-server 2.9
 /// answers in a form this client does not read).
-async fn records_bucket(jetstream: &jetstream::Context) -> Result<kv::Store, StartError> {
+async fn records_bucket(jetstream: &jetstream::Context) -> Result<kv::Store, FleetError> {
     jetstream
         .get_or_create_stream(jetstream::stream::Config {
             name: format!("KV_{RECORDS}"),
@@ -246,7 +249,7 @@ async fn records_bucket(jetstream: &jetstream::Context) -> Result<kv::Store, Sta
 }
 
 /// Every record in the bucket.
-async fn read_records(records: &kv::Store) -> Result<HashMap<String, Task>, StartError> {
+async fn read_records(records: &kv::Store) -> Result<HashMap<String, Task>, FleetError> {
     let mut view = HashMap::new();
     let mut keys = records.keys().await?;
     while let Some(key) = keys.next().await {

@@ -14,8 +14,8 @@ use async_nats::jetstream::message::PublishMessage;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{event_subject, lock, Fleet};
-use crate::{events::event::to_json, StartError};
+use super::{event_subject, lock, Fleet, FleetError};
+use crate::events::event::to_json;
 
 const BEAT: Duration = Duration::from_secs(1);
 pub const OFFLINE_AFTER: Duration = Duration::from_secs(4);
@@ -37,7 +37,7 @@ struct Seen {
 }
 
 /// Starts sending heartbeats and listening to everyone's.
-pub async fn spawn(fleet: Arc<Fleet>, shutdown: CancellationToken) -> Result<(), StartError> {
+pub async fn spawn(fleet: Arc<Fleet>, shutdown: CancellationToken) -> Result<(), FleetError> {
     let mut beats = fleet.client.subscribe("taskwire.nodes.*").await?;
     let listener = fleet.clone();
     let stop = shutdown.clone();

@@ -20,11 +20,8 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::Fleet;
-use crate::{
-    terminal::{self, refusal, SizeQuery, Wire},
-    StartError,
-};
+use super::{Fleet, FleetError};
+use crate::terminal::{self, refusal, SizeQuery, Wire};
 
 /// How often the relaying node checks that the owner is still online.
 const CHECK_OWNER_EVERY: Duration = Duration::from_secs(1);
@@ -219,7 +216,7 @@ fn close_message(code: u16, reason: &str) -> Message {
 pub async fn answer_terminals(
     fleet: Arc<Fleet>,
     shutdown: CancellationToken,
-) -> Result<(), StartError> {
+) -> Result<(), FleetError> {
     let mut opens = fleet.client.subscribe(open_subject(&fleet.node)).await?;
     tokio::spawn(async move {
         loop {
