@@ -133,9 +133,13 @@ impl WaitingReason {
     }
 
     pub fn parse(text: &str) -> Option<WaitingReason> {
-        [WaitingReason::Terminal, WaitingReason::Reported, WaitingReason::Quiet]
-            .into_iter()
-            .find(|r| r.as_str() == text)
+        [
+            WaitingReason::Terminal,
+            WaitingReason::Reported,
+            WaitingReason::Quiet,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == text)
     }
 }
 
