@@ -462,3 +462,26 @@ async fn while_nats_is_away_a_nodes_own_page_follows_its_own_tasks_live() {
     wait_listed(&b, &local.id, "completed").await;
     wait_listed(&a, &local.id, "completed").await;
 }
+
+#[tokio::test]
+async fn a_request_on_nats_with_credentials_of_its_own_is_only_ever_a_state_report() {
+    let nats = Nats::start().await;
+    let fixture_b = Fixture::new();
+    let b = fixture_b.serve_node(&nats, "node-b").await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    // What forward.rs sends for a state report, here for a task creation instead.
+    let forged = json!({
+        "method": "POST",
+        "uri": "/api/tasks",
+        "body": json!({"command": "touch /tmp/forged"}).to_string(),
+        "authorization": "Bearer not-the-token",
+    });
+    let reply = client
+        .request("taskwire.act.node-b", forged.to_string().into())
+        .await
+        .unwrap();
+    let answer: Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(answer["status"], 403, "{answer}");
+    let (_, list) = b.call(Method::GET, "/api/tasks", None).await;
+    assert_eq!(list["tasks"].as_array().unwrap().len(), 0, "{list}");
+}

@@ -182,11 +182,16 @@ impl Broker {
         ) else {
             return Vec::new();
         };
-        let oldest_held = {
+        let (oldest_held, newest) = {
             let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-            ring.held.front().map_or(ring.next_seq, |e| e.seq)
+            (
+                ring.held.front().map_or(ring.next_seq, |e| e.seq),
+                ring.next_seq - 1,
+            )
         };
-        if after + 1 >= oldest_held || oldest_held - after > ARCHIVE_READ_MAX {
+        // Nothing to read for a cursor the ring covers, or one from the future (garbage);
+        // too far behind, `resync` is cheaper than reading it all back.
+        if after >= newest || after + 1 >= oldest_held || oldest_held - after > ARCHIVE_READ_MAX {
             return Vec::new();
         }
         archive

@@ -25,8 +25,11 @@ use tower::ServiceExt;
 use super::{Fleet, FleetError};
 use crate::http::error::error_response;
 
-/// The most a forwarded request may wait for its answer.
-const ANSWER_WITHIN: Duration = Duration::from_secs(15);
+/// The most a forwarded request may wait for its answer (the NATS client's own request
+/// timeout is 10 s).
+const ANSWER_WITHIN: Duration = Duration::from_secs(9);
+/// The largest answer sent back (NATS carries at most 1 MiB by default).
+const MAX_ANSWER: usize = 900 * 1024;
 /// Largest body forwarded (the API's own limit).
 const MAX_BODY: usize = 64 * 1024;
 
@@ -175,6 +178,12 @@ async fn forward(fleet: &Fleet, node: &str, request: Request, its_credentials: b
         Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
             return offline(node)
         }
+        Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::TimedOut => {
+            return error_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("node {node} did not answer"),
+            )
+        }
         Ok(Err(e)) => return error_response(StatusCode::BAD_GATEWAY, format!("node {node}: {e}")),
         Err(_) => {
             return error_response(
@@ -265,6 +274,20 @@ async fn answer(fleet: &Fleet, api: Router, payload: &[u8]) -> Answer {
             body: r#"{"error":"a malformed forwarded request"}"#.into(),
         };
     };
+    // Only a state report comes with the caller's own credentials (its handler checks
+    // them); nothing else runs here without the fleet's.
+    let report = forwarded
+        .uri
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .ends_with("/state");
+    if forwarded.authorization.is_some() && !report {
+        return Answer {
+            status: 403,
+            body: r#"{"error":"only a state report is forwarded with its own credentials"}"#.into(),
+        };
+    }
     let authorization = forwarded
         .authorization
         .unwrap_or_else(|| format!("Bearer {}", fleet.token));
@@ -279,9 +302,18 @@ async fn answer(fleet: &Fleet, api: Router, payload: &[u8]) -> Answer {
         Err(e) => error_response(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let status = response.status().as_u16();
-    let body = to_bytes(response.into_body(), 4 * 1024 * 1024)
-        .await
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    Answer { status, body }
+    match to_bytes(response.into_body(), MAX_ANSWER).await {
+        Ok(bytes) => Answer {
+            status,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        },
+        Err(_) => Answer {
+            status: 502,
+            body: format!(
+                r#"{{"error":"the answer is over {} KiB: ask node {} itself"}}"#,
+                MAX_ANSWER / 1024,
+                fleet.node
+            ),
+        },
+    }
 }

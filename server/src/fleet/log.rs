@@ -59,11 +59,18 @@ async fn send_batch(fleet: &Fleet, entries: &[Entry]) -> Result<(), async_nats::
     for entry in entries {
         match entry.name.as_str() {
             event::TASK_DELETED => {
-                let deleted: Deleted = serde_json::from_str(&entry.data)?;
+                let Ok(deleted) = serde_json::from_str::<Deleted>(&entry.data) else {
+                    tracing::error!("an unreadable task.deleted in the outbox: not a record");
+                    continue;
+                };
                 fleet.records.delete(&deleted.id).await?;
             }
             event::TASK_CREATED | event::TASK_STATUS | event::TASK_UPDATED => {
-                let task: Task = serde_json::from_str(&entry.data)?;
+                // What this node wrote itself; should it not read, the event still goes.
+                let Ok(task) = serde_json::from_str::<Task>(&entry.data) else {
+                    tracing::error!("an unreadable {} in the outbox: not a record", entry.name);
+                    continue;
+                };
                 let record = PublishMessage::build().payload(entry.data.clone().into());
                 let subject = format!("$KV.{}.{}", super::RECORDS, task.id);
                 acks.push(fleet.jetstream.send_publish(subject, record).await?);
@@ -77,7 +84,10 @@ async fn send_batch(fleet: &Fleet, entries: &[Entry]) -> Result<(), async_nats::
     for entry in entries {
         let message = PublishMessage::build()
             .payload(format!("{}\n{}", entry.name, entry.data).into())
-            .message_id(format!("{}-{}", fleet.node, entry.n));
+            .message_id(format!(
+                "{}-{}-{}",
+                fleet.node, fleet.outbox.instance, entry.n
+            ));
         acks.push(
             fleet
                 .jetstream
@@ -155,6 +165,7 @@ impl Fleet {
         match name {
             event::TASK_DELETED => {
                 if let Ok(deleted) = serde_json::from_str::<Deleted>(data) {
+                    lock(&self.placed).remove(&deleted.id);
                     view.remove(&deleted.id);
                 }
             }

@@ -79,7 +79,7 @@ pub async fn spawn(fleet: Arc<Fleet>, shutdown: CancellationToken) -> Result<(),
 }
 
 impl Fleet {
-    async fn heard(&self, name: String, beat_ms: u64) {
+    async fn heard(self: &Arc<Self>, name: String, beat_ms: u64) {
         let was_online = {
             let mut seen = lock(&self.nodes.seen);
             let entry = seen.entry(name.clone()).or_insert(Seen {
@@ -96,11 +96,11 @@ impl Fleet {
             was
         };
         if !was_online {
-            self.announce(&name, true, beat_ms).await;
+            self.announce_soon(name, true, beat_ms);
         }
     }
 
-    async fn notice_silent_nodes(&self) {
+    async fn notice_silent_nodes(self: &Arc<Self>) {
         let now = SystemTime::now();
         let silent: Vec<(String, u64)> = {
             let mut seen = lock(&self.nodes.seen);
@@ -115,8 +115,14 @@ impl Fleet {
                 .collect()
         };
         for (name, beat_ms) in silent {
-            self.announce(&name, false, beat_ms).await;
+            self.announce_soon(name, false, beat_ms);
         }
+    }
+
+    /// `announce` in the background: waiting for JetStream must not delay heartbeats.
+    fn announce_soon(self: &Arc<Self>, name: String, online: bool, beat_ms: u64) {
+        let fleet = self.clone();
+        tokio::spawn(async move { fleet.announce(&name, online, beat_ms).await });
     }
 
     /// Puts `node.status` in the log (straight to the stream: it is news only while NATS
@@ -148,6 +154,14 @@ impl Fleet {
             || lock(&self.nodes.seen).get(name).is_some_and(|s| {
                 SystemTime::now().duration_since(s.at).unwrap_or_default() <= OFFLINE_AFTER
             })
+    }
+
+    /// Whether `name` was heard from and has gone silent since (a node not heard from
+    /// yet is not taken for gone).
+    pub fn went_silent(&self, name: &str) -> bool {
+        lock(&self.nodes.seen).get(name).is_some_and(|s| {
+            SystemTime::now().duration_since(s.at).unwrap_or_default() > OFFLINE_AFTER
+        })
     }
 
     /// `GET /api/nodes`: every node heard from or holding a task.

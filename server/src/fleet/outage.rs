@@ -84,6 +84,9 @@ pub async fn watch(
     let mut ticker = tokio::time::interval(LOOK_EVERY);
     let mut since = tokio::time::Instant::now();
     let mut was_connected = true;
+    // The newest outbox entry when NATS came back: once it is sent, the fleet has what
+    // happened meanwhile (later entries are ordinary traffic).
+    let mut waiting_at_return: Option<i64> = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -95,6 +98,7 @@ pub async fn watch(
             since = tokio::time::Instant::now();
             if connected {
                 fleet.reconnects.send_modify(|n| *n += 1);
+                waiting_at_return = fleet.outbox.newest();
             }
         }
         if since.elapsed() < SETTLE {
@@ -102,7 +106,11 @@ pub async fn watch(
         }
         if !connected {
             fleet.go_local(replay, max_subscribers);
-        } else if fleet.outbox.is_empty() {
+        } else if fleet
+            .outbox
+            .oldest_n()
+            .is_none_or(|oldest| waiting_at_return.is_none_or(|mark| oldest > mark))
+        {
             // Back once what happened meanwhile is in the stream.
             fleet.go_back();
         }

@@ -4,11 +4,14 @@
 
 use std::{path::Path, sync::Mutex};
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::Notify;
 
 pub struct Outbox {
     conn: Mutex<Connection>,
+    /// This database's own id, in every message id: two nodes given the same name (or a
+    /// data dir made anew) never have their events taken for each other's duplicates.
+    pub instance: String,
     /// Told of every new entry.
     pub filled: Notify,
 }
@@ -25,15 +28,30 @@ impl Outbox {
     pub fn open(path: &Path) -> rusqlite::Result<Outbox> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // As the store's connection (a per-connection setting): no fsync per event.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS outbox (
                 n INTEGER PRIMARY KEY AUTOINCREMENT,
                 name TEXT NOT NULL,
                 data TEXT NOT NULL
-            );",
+            );
+            CREATE TABLE IF NOT EXISTS outbox_instance (id TEXT NOT NULL);",
         )?;
+        let instance: Option<String> = conn
+            .query_row("SELECT id FROM outbox_instance", [], |row| row.get(0))
+            .optional()?;
+        let instance = match instance {
+            Some(id) => id,
+            None => {
+                let id = crate::tasks::new_secret()[..12].to_string();
+                conn.execute("INSERT INTO outbox_instance (id) VALUES (?1)", [&id])?;
+                id
+            }
+        };
         Ok(Outbox {
             conn: Mutex::new(conn),
+            instance,
             filled: Notify::new(),
         })
     }
@@ -68,18 +86,26 @@ impl Outbox {
         entries
     }
 
+    /// The newest entry's number, if any.
+    pub fn newest(&self) -> Option<i64> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        conn.query_row("SELECT MAX(n) FROM outbox", [], |row| row.get(0))
+            .ok()
+            .flatten()
+    }
+
+    /// The oldest entry's number, if any.
+    pub fn oldest_n(&self) -> Option<i64> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        conn.query_row("SELECT MIN(n) FROM outbox", [], |row| row.get(0))
+            .ok()
+            .flatten()
+    }
+
     /// Removes every entry up to and including `n` (a batch that was sent).
     pub fn remove_through(&self, n: i64) -> rusqlite::Result<()> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         conn.execute("DELETE FROM outbox WHERE n <= ?1", [n])?;
         Ok(())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        conn.query_row("SELECT NOT EXISTS (SELECT 1 FROM outbox)", [], |row| {
-            row.get(0)
-        })
-        .unwrap_or(true)
     }
 }

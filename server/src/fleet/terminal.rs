@@ -30,6 +30,9 @@ const CHECK_OWNER_EVERY: Duration = Duration::from_secs(1);
 struct Open {
     id: String,
     session: String,
+    /// The node relaying it: the viewer ends when that node is gone.
+    #[serde(default)]
+    relayed_by: String,
     cols: Option<u16>,
     rows: Option<u16>,
 }
@@ -47,6 +50,10 @@ struct NatsWire {
     client: Client,
     to: String,
     from: Subscriber,
+    /// The other end's node, and this node's view of which nodes are online: a relaying
+    /// node that is gone says no goodbye.
+    other_end: String,
+    fleet: Arc<Fleet>,
 }
 
 impl Wire for NatsWire {
@@ -61,10 +68,19 @@ impl Wire for NatsWire {
     }
 
     async fn recv(&mut self) -> Option<Message> {
+        let mut check = tokio::time::interval(CHECK_OWNER_EVERY);
         loop {
-            let message = self.from.next().await?;
-            if let Some(decoded) = decode(&message.payload) {
-                return Some(decoded);
+            tokio::select! {
+                message = self.from.next() => {
+                    if let Some(decoded) = decode(&message?.payload) {
+                        return Some(decoded);
+                    }
+                }
+                _ = check.tick() => {
+                    if self.fleet.went_silent(&self.other_end) {
+                        return None;
+                    }
+                }
             }
         }
     }
@@ -154,6 +170,7 @@ async fn bridge(
     let open = Open {
         id: task.id.clone(),
         session: session.clone(),
+        relayed_by: fleet.node.clone(),
         cols: size.cols,
         rows: size.rows,
     };
@@ -161,9 +178,18 @@ async fn bridge(
         .client
         .request(open_subject(&task.node), serde_json::to_vec(&open)?.into())
         .await;
-    if let Err(e) = asked {
+    let refused = match asked {
+        Err(e) => Some(e.to_string()),
+        Ok(reply) => serde_json::from_slice::<serde_json::Value>(&reply.payload)
+            .ok()
+            .and_then(|answer| answer.get("error")?.as_str().map(str::to_string)),
+    };
+    if let Some(reason) = refused {
         let _ = socket
-            .send(close_message(1011, &format!("node {}: {e}", task.node)))
+            .send(close_message(
+                1011,
+                &format!("node {}: {reason}", task.node),
+            ))
             .await;
         return Ok(());
     }
@@ -263,6 +289,8 @@ async fn open_viewer(
         client: fleet.client.clone(),
         to: session_subject(&open.session, "out"),
         from,
+        other_end: open.relayed_by.clone(),
+        fleet: fleet.clone(),
     };
     let size = SizeQuery {
         cols: open.cols,

@@ -99,7 +99,8 @@ impl Detector {
         let mut fresh = walk(pane)?;
         let verdict = judge(&mut fresh, shell);
         self.watches.insert(key.to_string(), fresh);
-        verdict.or(Some(Verdict::Busy))
+        // Changing under our eyes: no verdict this time.
+        verdict
     }
 
     /// Forgets panes not in `keys` (their tasks ended).
@@ -134,7 +135,11 @@ fn judge(watch: &mut Watch, shell: Shell) -> Option<Verdict> {
 fn leaf_blocked(leaf: &mut Leaf, tpgid: i32, tty_nr: i32, tty: &str) -> Option<Blocked> {
     let pid = leaf.pid;
     let mut buf = [0; 256];
-    let syscall = read_file(&format!("/proc/{pid}/syscall"), &mut buf)?;
+    let Some(syscall) = read_file(&format!("/proc/{pid}/syscall"), &mut buf) else {
+        // Alive but not ours to read (a setuid `sudo` asking for a password; Yama's
+        // ptrace_scope): it cannot be told, which is not the same as working.
+        return read_stat(pid).map(|_| Blocked::Poll);
+    };
     if let Some((last, blocked)) = &leaf.last {
         if last == syscall {
             return Some(*blocked);
@@ -252,7 +257,8 @@ fn thread_blocked(pid: i32, tid: i32, state: u8, tty: &str) -> Blocked {
     let mut buf = [0; 256];
     match read_file(&format!("/proc/{pid}/task/{tid}/syscall"), &mut buf) {
         Some(text) => syscall_blocked(pid, text, state, tty),
-        None => Blocked::Work,
+        // Not ours to read: it cannot be told (see `leaf_blocked`).
+        None => Blocked::Poll,
     }
 }
 
@@ -294,7 +300,10 @@ struct Stat {
 }
 
 fn read_stat(pid: i32) -> Option<Stat> {
-    parse_stat(read_file(&format!("/proc/{pid}/stat"), &mut [0; 512])?)
+    let mut buf = [0; 512];
+    let len = read_bytes(&format!("/proc/{pid}/stat"), &mut buf)?;
+    // A command name may hold any bytes.
+    parse_stat(&String::from_utf8_lossy(&buf[..len]))
 }
 
 fn parse_stat(text: &str) -> Option<Stat> {
@@ -325,7 +334,7 @@ fn parse_stat(text: &str) -> Option<Stat> {
 
 /// The children of a process's main thread (a pane's shells fork from it).
 fn children(pid: i32) -> Vec<i32> {
-    let mut buf = [0; 1024];
+    let mut buf = [0; 8192];
     read_file(&format!("/proc/{pid}/task/{pid}/children"), &mut buf)
         .map(|text| {
             text.split_ascii_whitespace()
@@ -337,6 +346,12 @@ fn children(pid: i32) -> Vec<i32> {
 
 /// Reads a small `/proc` file into `buf` (no allocation for the text).
 fn read_file<'b>(path: &str, buf: &'b mut [u8]) -> Option<&'b str> {
+    let len = read_bytes(path, buf)?;
+    std::str::from_utf8(&buf[..len]).ok()
+}
+
+/// Reads a small `/proc` file into `buf`; how many bytes it holds.
+fn read_bytes(path: &str, buf: &mut [u8]) -> Option<usize> {
     let mut file = File::open(path).ok()?;
     let mut len = 0;
     while len < buf.len() {
@@ -346,7 +361,7 @@ fn read_file<'b>(path: &str, buf: &'b mut [u8]) -> Option<&'b str> {
             Err(_) => return None,
         }
     }
-    std::str::from_utf8(&buf[..len]).ok()
+    Some(len)
 }
 
 /// System call numbers, which differ by architecture.

@@ -38,7 +38,11 @@ pub const EVERY: Duration = Duration::from_millis(250);
 pub struct Passes {
     detector: Detector,
     last: HashMap<String, Verdict>,
+    count: u32,
 }
+
+/// Every how many passes the pane processes of tasks no longer live are forgotten.
+const FORGET_EVERY: u32 = 40;
 
 /// Runs passes until `shutdown`; returns at once where `/proc` cannot tell (the quiet rule
 /// then judges every task).
@@ -111,7 +115,22 @@ impl Tasks {
             .detector
             .keep_only(live.iter().map(|t| t.id.as_str()));
         *lock(&self.verdicts) = settled;
+        passes.count = passes.count.wrapping_add(1);
+        if passes.count.is_multiple_of(FORGET_EVERY) {
+            self.forget_ended_panes()?;
+        }
         Ok(transitions)
+    }
+
+    /// Forgets the pane processes of tasks that are no longer live (a pane listed by tmux
+    /// after its task ended). Read afresh: a task starting now is recorded before its
+    /// pane's process is noted.
+    fn forget_ended_panes(&self) -> TaskResult<()> {
+        let live: std::collections::HashSet<String> =
+            self.store().live_ids()?.into_iter().collect();
+        let in_flight = lock(&self.in_flight).clone();
+        lock(&self.pane_processes).retain(|id, _| live.contains(id) || in_flight.contains(id));
+        Ok(())
     }
 
     /// Moves a task as its settled verdict says; whether it moved.
