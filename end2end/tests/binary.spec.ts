@@ -6,7 +6,7 @@ import { spawn, spawnSync, ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { freePort } from './ports';
+import { freePort, terminate } from './ports';
 
 const BINARY = path.resolve(__dirname, '../../target/release/taskwire');
 const TOKEN = 'e2e-binary-token';
@@ -15,11 +15,7 @@ let proc: ChildProcess | undefined;
 let dir = '';
 const socket = `tw-e2e-binary-${process.pid}`;
 test.afterEach(async () => {
-  if (proc && proc.exitCode === null) {
-    const exited = new Promise((r) => proc!.once('exit', r));
-    proc.kill('SIGTERM');
-    await exited;
-  }
+  await terminate(proc);
   spawnSync('tmux', ['-L', socket, 'kill-server']);
   fs.rmSync(dir, { recursive: true, force: true });
 });

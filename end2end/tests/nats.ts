@@ -4,7 +4,7 @@ import { spawn, ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { accepts, freePort } from './ports';
+import { accepts, freePort, terminate } from './ports';
 
 export class Nats {
   private proc?: ChildProcess;
@@ -32,11 +32,7 @@ export class Nats {
   }
 
   async stop(): Promise<void> {
-    const proc = this.proc;
-    if (!proc || proc.exitCode !== null) return;
-    const exited = new Promise((r) => proc.once('exit', r));
-    proc.kill('SIGTERM');
-    await exited;
+    await terminate(this.proc);
   }
 
   async dispose(): Promise<void> {

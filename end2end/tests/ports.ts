@@ -1,4 +1,6 @@
-// Ports for the processes a test starts: a free one, and whether one accepts connections.
+// The processes a test starts: a free port for one, whether it accepts connections,
+// and stopping it as a service manager would.
+import { ChildProcess } from 'child_process';
 import * as net from 'net';
 
 export async function freePort(): Promise<number> {
@@ -17,4 +19,12 @@ export function accepts(port: number): Promise<boolean> {
     const socket = net.connect(port, '127.0.0.1', () => { socket.destroy(); resolve(true); });
     socket.on('error', () => resolve(false));
   });
+}
+
+/** SIGTERM, then waits for the exit; nothing for a process already gone. */
+export async function terminate(proc: ChildProcess | undefined): Promise<void> {
+  if (!proc || proc.exitCode !== null) return;
+  const exited = new Promise((r) => proc.once('exit', r));
+  proc.kill('SIGTERM');
+  await exited;
 }

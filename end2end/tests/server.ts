@@ -7,7 +7,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { expect, Page } from '@playwright/test';
 import { Nats } from './nats';
-import { freePort } from './ports';
+import { freePort, terminate } from './ports';
 
 export const TOKEN = 'e2e-token';
 const ROOT = path.resolve(__dirname, '../..');
@@ -74,11 +74,7 @@ export class Taskwire {
 
   /** SIGTERM, as a user stopping the service; tasks keep running in tmux. */
   async stop(): Promise<void> {
-    const proc = this.proc;
-    if (!proc || proc.exitCode !== null) return;
-    const exited = new Promise((r) => proc.once('exit', r));
-    proc.kill('SIGTERM');
-    await exited;
+    await terminate(this.proc);
   }
 
   async dispose(): Promise<void> {

@@ -17,7 +17,6 @@ use axum::{
     response::{IntoResponse, Response},
     Json, Router,
 };
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -243,28 +242,16 @@ pub async fn answer_actions(
     api: Router,
     shutdown: CancellationToken,
 ) -> Result<(), FleetError> {
-    let mut requests = fleet.client.subscribe(action_subject(&fleet.node)).await?;
-    tokio::spawn(async move {
-        loop {
-            let message = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                message = requests.next() => message,
-            };
-            let Some(message) = message else { return };
-            let Some(reply) = message.reply.clone() else {
-                continue;
-            };
-            let (fleet, api) = (fleet.clone(), api.clone());
-            tokio::spawn(async move {
-                let answer = answer(&fleet, api, &message.payload).await;
-                let payload = serde_json::to_vec(&answer).unwrap_or_default();
-                if let Err(e) = fleet.client.publish(reply, payload.into()).await {
-                    tracing::warn!("answering a forwarded request: {e}");
-                }
-            });
-        }
-    });
-    Ok(())
+    let subject = action_subject(&fleet.node);
+    fleet
+        .answer_requests(subject, shutdown, move |fleet, payload| {
+            let api = api.clone();
+            async move {
+                let answer = answer(&fleet, api, &payload).await;
+                serde_json::to_vec(&answer).unwrap_or_default()
+            }
+        })
+        .await
 }
 
 async fn answer(fleet: &Fleet, api: Router, payload: &[u8]) -> Answer {

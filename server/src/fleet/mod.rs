@@ -21,6 +21,7 @@ pub mod terminal;
 
 use std::{
     collections::HashMap,
+    future::Future,
     path::Path,
     sync::{Arc, Mutex},
 };
@@ -192,7 +193,7 @@ impl Fleet {
         let mut tasks: Vec<Task> = view.values().cloned().collect();
         let event_id = self.broker.newest_id();
         drop(view);
-        tasks.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        newest_first(&mut tasks);
         TaskList { tasks, event_id }
     }
 
@@ -207,12 +208,48 @@ impl Fleet {
             .cloned()
             .chain(own)
             .collect();
-        tasks.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        newest_first(&mut tasks);
         TaskList { tasks, event_id }
     }
 
     pub fn get(&self, id: &str) -> Option<Task> {
         lock(&self.view).get(id).cloned()
+    }
+
+    /// Answers every request on `subject` with what `handle` makes of its payload, each
+    /// in a task of its own, until `shutdown` (a request without a reply subject is no
+    /// request).
+    async fn answer_requests<F, A>(
+        self: &Arc<Self>,
+        subject: String,
+        shutdown: CancellationToken,
+        handle: F,
+    ) -> Result<(), FleetError>
+    where
+        F: Fn(Arc<Fleet>, bytes::Bytes) -> A + Send + 'static,
+        A: Future<Output = Vec<u8>> + Send + 'static,
+    {
+        let mut requests = self.client.subscribe(subject.clone()).await?;
+        let fleet = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let request = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    request = requests.next() => request,
+                };
+                let Some(request) = request else { return };
+                let Some(reply) = request.reply else { continue };
+                let answer = handle(fleet.clone(), request.payload);
+                let client = fleet.client.clone();
+                let subject = subject.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = client.publish(reply, answer.await.into()).await {
+                        tracing::warn!("answering a request on {subject}: {e}");
+                    }
+                });
+            }
+        });
+        Ok(())
     }
 
     /// How many of the view's tasks each node holds.
@@ -223,6 +260,11 @@ impl Fleet {
         }
         counts
     }
+}
+
+/// The list's order, as a single node's (`Store::list`): newest first.
+fn newest_first(tasks: &mut [Task]) {
+    tasks.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
 }
 
 /// The records bucket, its stream made as the key-value API makes it (the client's own

@@ -36,6 +36,16 @@ struct Seen {
     online: bool,
 }
 
+impl Seen {
+    /// Not heard from for `OFFLINE_AFTER`.
+    fn silent(&self) -> bool {
+        SystemTime::now()
+            .duration_since(self.at)
+            .unwrap_or_default()
+            > OFFLINE_AFTER
+    }
+}
+
 /// Starts sending heartbeats and listening to everyone's.
 pub async fn spawn(fleet: Arc<Fleet>, shutdown: CancellationToken) -> Result<(), FleetError> {
     let mut beats = fleet.client.subscribe("taskwire.nodes.*").await?;
@@ -53,7 +63,7 @@ pub async fn spawn(fleet: Arc<Fleet>, shutdown: CancellationToken) -> Result<(),
                 .trim_start_matches("taskwire.nodes.")
                 .to_string();
             let beat_ms = String::from_utf8_lossy(&beat.payload).parse().unwrap_or(0);
-            listener.heard(name, beat_ms).await;
+            listener.heard(name, beat_ms);
         }
     });
     tokio::spawn(async move {
@@ -72,42 +82,32 @@ pub async fn spawn(fleet: Arc<Fleet>, shutdown: CancellationToken) -> Result<(),
             {
                 tracing::debug!("heartbeat: {e}");
             }
-            fleet.notice_silent_nodes().await;
+            fleet.notice_silent_nodes();
         }
     });
     Ok(())
 }
 
 impl Fleet {
-    async fn heard(self: &Arc<Self>, name: String, beat_ms: u64) {
-        let was_online = {
-            let mut seen = lock(&self.nodes.seen);
-            let entry = seen.entry(name.clone()).or_insert(Seen {
-                beat_ms,
-                at: SystemTime::now(),
-                online: false,
-            });
-            let was = entry.online;
-            *entry = Seen {
-                beat_ms,
-                at: SystemTime::now(),
-                online: true,
-            };
-            was
+    fn heard(self: &Arc<Self>, name: String, beat_ms: u64) {
+        let arrived = Seen {
+            beat_ms,
+            at: SystemTime::now(),
+            online: true,
         };
+        let was_online = lock(&self.nodes.seen)
+            .insert(name.clone(), arrived)
+            .is_some_and(|before| before.online);
         if !was_online {
             self.announce_soon(name, true, beat_ms);
         }
     }
 
-    async fn notice_silent_nodes(self: &Arc<Self>) {
-        let now = SystemTime::now();
+    fn notice_silent_nodes(self: &Arc<Self>) {
         let silent: Vec<(String, u64)> = {
             let mut seen = lock(&self.nodes.seen);
             seen.iter_mut()
-                .filter(|(_, s)| {
-                    s.online && now.duration_since(s.at).unwrap_or_default() > OFFLINE_AFTER
-                })
+                .filter(|(_, s)| s.online && s.silent())
                 .map(|(name, s)| {
                     s.online = false;
                     (name.clone(), s.beat_ms)
@@ -151,17 +151,15 @@ impl Fleet {
     /// Whether `name` is online: this node always is; another, if heard from lately.
     pub fn is_online(&self, name: &str) -> bool {
         name == self.node
-            || lock(&self.nodes.seen).get(name).is_some_and(|s| {
-                SystemTime::now().duration_since(s.at).unwrap_or_default() <= OFFLINE_AFTER
-            })
+            || lock(&self.nodes.seen)
+                .get(name)
+                .is_some_and(|s| !s.silent())
     }
 
     /// Whether `name` was heard from and has gone silent since (a node not heard from
     /// yet is not taken for gone).
     pub fn went_silent(&self, name: &str) -> bool {
-        lock(&self.nodes.seen).get(name).is_some_and(|s| {
-            SystemTime::now().duration_since(s.at).unwrap_or_default() > OFFLINE_AFTER
-        })
+        lock(&self.nodes.seen).get(name).is_some_and(Seen::silent)
     }
 
     /// `GET /api/nodes`: every node heard from or holding a task.

@@ -243,31 +243,25 @@ pub async fn answer_terminals(
     fleet: Arc<Fleet>,
     shutdown: CancellationToken,
 ) -> Result<(), FleetError> {
-    let mut opens = fleet.client.subscribe(open_subject(&fleet.node)).await?;
-    tokio::spawn(async move {
-        loop {
-            let message = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                message = opens.next() => message,
-            };
-            let Some(message) = message else { return };
-            let (Some(reply), Ok(open)) = (
-                message.reply.clone(),
-                serde_json::from_slice::<Open>(&message.payload),
-            ) else {
-                continue;
-            };
-            let (fleet, shutdown) = (fleet.clone(), shutdown.clone());
-            tokio::spawn(async move {
-                let answer = match open_viewer(&fleet, open, shutdown).await {
-                    Ok(()) => "{}".to_string(),
-                    Err(e) => serde_json::json!({ "error": e.to_string() }).to_string(),
+    let subject = open_subject(&fleet.node);
+    let viewers_end = shutdown.clone();
+    fleet
+        .answer_requests(subject, shutdown, move |fleet, payload| {
+            let shutdown = viewers_end.clone();
+            async move {
+                let opened = match serde_json::from_slice::<Open>(&payload) {
+                    Ok(open) => open_viewer(&fleet, open, shutdown).await,
+                    Err(e) => Err(e.into()),
                 };
-                let _ = fleet.client.publish(reply, answer.into()).await;
-            });
-        }
-    });
-    Ok(())
+                match opened {
+                    Ok(()) => b"{}".to_vec(),
+                    Err(e) => serde_json::json!({ "error": e.to_string() })
+                        .to_string()
+                        .into_bytes(),
+                }
+            }
+        })
+        .await
 }
 
 /// Starts serving one relayed viewer; returns once it listens for the viewer's frames.
