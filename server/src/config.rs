@@ -4,6 +4,16 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
 
+/// The defaults of DESIGN.md, for the command line and for `Config::for_dirs` alike.
+mod defaults {
+    pub const HEARTBEAT_SECS: u64 = 15;
+    pub const STREAM_MAX_SECS: u64 = 1800;
+    pub const IDLE_WAITING_SECS: u64 = 90;
+    pub const RECONCILE_SECS: u64 = 5;
+    pub const REPLAY: usize = 1024;
+    pub const MAX_SUBSCRIBERS: usize = 10_000;
+}
+
 #[derive(Clone, Debug, Parser)]
 #[command(
     name = "taskwire",
@@ -28,27 +38,27 @@ pub struct Config {
     pub tmux_socket: String,
 
     /// Seconds of quiet on an event stream before a `: keep-alive` comment.
-    #[arg(long, env = "TASKWIRE_HEARTBEAT_SECS", default_value_t = 15)]
+    #[arg(long, env = "TASKWIRE_HEARTBEAT_SECS", default_value_t = defaults::HEARTBEAT_SECS)]
     pub heartbeat_secs: u64,
 
     /// Seconds an event stream lives before it is ended with `end`.
-    #[arg(long, env = "TASKWIRE_STREAM_MAX_SECS", default_value_t = 1800)]
+    #[arg(long, env = "TASKWIRE_STREAM_MAX_SECS", default_value_t = defaults::STREAM_MAX_SECS)]
     pub stream_max_secs: u64,
 
     /// Seconds without output before a running task counts as waiting for input.
-    #[arg(long, env = "TASKWIRE_IDLE_WAITING_SECS", default_value_t = 90)]
+    #[arg(long, env = "TASKWIRE_IDLE_WAITING_SECS", default_value_t = defaults::IDLE_WAITING_SECS)]
     pub idle_waiting_secs: u64,
 
     /// Seconds between the reconciler's safety-net passes.
-    #[arg(long, env = "TASKWIRE_RECONCILE_SECS", default_value_t = 5)]
+    #[arg(long, env = "TASKWIRE_RECONCILE_SECS", default_value_t = defaults::RECONCILE_SECS)]
     pub reconcile_secs: u64,
 
     /// Events kept for resume, and how far a subscriber may fall behind.
-    #[arg(long, env = "TASKWIRE_REPLAY", default_value_t = 1024)]
+    #[arg(long, env = "TASKWIRE_REPLAY", default_value_t = defaults::REPLAY)]
     pub replay: usize,
 
     /// Open event streams allowed at once; more get `503`.
-    #[arg(long, env = "TASKWIRE_MAX_SUBSCRIBERS", default_value_t = 10_000)]
+    #[arg(long, env = "TASKWIRE_MAX_SUBSCRIBERS", default_value_t = defaults::MAX_SUBSCRIBERS)]
     pub max_subscribers: usize,
 
     /// Where to POST `{"event": "task.status", "task", "url"}` when a task starts waiting for
@@ -84,12 +94,12 @@ impl Config {
             data_dir: data_dir.into(),
             token: Some("test-token".into()),
             tmux_socket: tmux_socket.into(),
-            heartbeat_secs: 15,
-            stream_max_secs: 1800,
-            idle_waiting_secs: 90,
-            reconcile_secs: 5,
-            replay: 1024,
-            max_subscribers: 10_000,
+            heartbeat_secs: defaults::HEARTBEAT_SECS,
+            stream_max_secs: defaults::STREAM_MAX_SECS,
+            idle_waiting_secs: defaults::IDLE_WAITING_SECS,
+            reconcile_secs: defaults::RECONCILE_SECS,
+            replay: defaults::REPLAY,
+            max_subscribers: defaults::MAX_SUBSCRIBERS,
             allowed_hosts: Vec::new(),
             notify_url: None,
             nats_url: None,

@@ -6,6 +6,8 @@ pub mod events;
 pub mod fleet;
 pub mod http;
 pub mod notify;
+pub mod sync;
+pub mod answer;
 pub mod tasks;
 pub mod terminal;
 

@@ -19,6 +19,8 @@ use tokio::{
     sync::{broadcast, mpsc},
 };
 
+use crate::sync::lock;
+
 use super::{
     event::{BrokerMetrics, Event},
     fanout::{Attached, SocketFanout},
@@ -183,7 +185,7 @@ impl Broker {
             return Vec::new();
         };
         let (oldest_held, newest) = {
-            let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+            let ring = lock(&self.ring);
             (
                 ring.held.front().map_or(ring.next_seq, |e| e.seq),
                 ring.next_seq - 1,
@@ -213,7 +215,7 @@ impl Broker {
 
     /// Publishes one event. Never blocks on subscribers and never fails.
     pub fn publish(&self, name: &'static str, data: String) {
-        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ring = lock(&self.ring);
         let seq = ring.next_seq;
         self.publish_locked(&mut ring, seq, name, data);
     }
@@ -221,7 +223,7 @@ impl Broker {
     /// Publishes the outside log's event numbered `seq` (events come in order). Should the
     /// log have let go of events before it, no cursor from before that gap resumes.
     pub fn publish_numbered(&self, seq: u64, name: &'static str, data: String) {
-        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ring = lock(&self.ring);
         if seq < ring.next_seq {
             return; // already published
         }
@@ -250,7 +252,7 @@ impl Broker {
 
     /// The id of the newest event, or `<epoch>-0` before the first.
     pub fn newest_id(&self) -> String {
-        let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        let ring = lock(&self.ring);
         self.id_of(ring.next_seq - 1)
     }
 
@@ -314,7 +316,7 @@ impl Broker {
         // replayed and received live, and the stream drops the second copy by its number.
         // Nothing falls between the two.
         let live = self.live.subscribe();
-        let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        let ring = lock(&self.ring);
         let newest = ring.next_seq - 1;
         let oldest_held = ring.held.front().map_or(ring.next_seq, |e| e.seq);
         // Older events count when they run without a gap up to the ring.

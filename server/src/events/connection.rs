@@ -130,7 +130,7 @@ fn to_request(head: &httparse::Request) -> Result<Request<Body>, StatusCode> {
 }
 
 fn error(status: StatusCode) -> Response<Body> {
-    super::refusal(status, status.canonical_reason().unwrap_or("bad request"))
+    crate::answer::error_response(status, status.canonical_reason().unwrap_or("bad request"))
 }
 
 /// Writes the head, then each body chunk as it comes, until the body ends, the client

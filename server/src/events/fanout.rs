@@ -24,6 +24,7 @@ use bytes::Bytes;
 use tokio::{net::TcpStream, sync::Notify};
 
 use super::event::{BrokerMetrics, Event};
+use crate::sync::lock;
 
 /// The socket of a lean event-stream connection, passed to the `/api/events` handler as a
 /// request extension so that its stream can lend it to the fan-out.
@@ -474,9 +475,4 @@ impl Drop for Attached {
         self.detach();
         self.metrics.lent_streams.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-/// A poisoned lock only means a writer panicked mid-write; the state is still whole.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

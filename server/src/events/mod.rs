@@ -8,17 +8,3 @@ pub mod event;
 pub mod fanout;
 pub mod slots;
 pub mod sse;
-
-use axum::{
-    http::StatusCode,
-    response::{IntoResponse, Response},
-    Json,
-};
-
-use app::model::ErrorBody;
-
-/// This layer's own refusals (too many open streams, a malformed request head), in the
-/// `{"error": …}` shape of every refusal.
-fn refusal(status: StatusCode, message: &str) -> Response {
-    (status, Json(ErrorBody::new(message))).into_response()
-}

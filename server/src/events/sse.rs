@@ -27,7 +27,7 @@ use async_stream::stream;
 use axum::{
     body::Body,
     extract::{FromRef, Query, State},
-    http::{header, HeaderMap, HeaderValue, StatusCode},
+    http::{header, HeaderMap, HeaderValue},
     response::{IntoResponse, Response},
     routing::get,
     Extension, Router,
@@ -45,11 +45,12 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use app::model::{event, Ready};
 
+use crate::answer::busy;
+
 use super::{
     broker::{Broker, Following, Subscription},
     event::{encode_frame, to_json, Event},
     fanout::{Attached, StreamSocket},
-    refusal,
 };
 
 /// What `GET /api/events` needs of the application: the broker, the stream timings and
@@ -92,14 +93,7 @@ pub async fn events(
     // A fleet reads back, from its stream, what the ring no longer holds.
     let older = streams.broker.read_missed(cursor.as_deref()).await;
     let Ok(subscription) = streams.broker.subscribe_with(cursor.as_deref(), older) else {
-        let mut response = refusal(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many open event streams",
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        return response;
+        return busy("too many open event streams");
     };
     let socket = socket.map(|Extension(StreamSocket(socket))| socket);
     let frames = event_frames(streams, subscription, socket);

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use super::{Fleet, FleetError};
-use crate::http::error::error_response;
+use crate::{answer::error_response, sync::lock};
 
 /// The most a forwarded request may wait for its answer (the NATS client's own request
 /// timeout is 10 s).
@@ -216,13 +216,13 @@ impl Fleet {
             .ok()
             .and_then(|task| task.get("id")?.as_str().map(str::to_string));
         if let Some(id) = id.filter(|id| self.get(id).is_none()) {
-            super::lock(&self.placed).insert(id, node);
+            lock(&self.placed).insert(id, node);
         }
         Response::from_parts(parts, Body::from(bytes))
     }
 
     fn placed_on(&self, id: &str) -> Option<String> {
-        super::lock(&self.placed).get(id).cloned()
+        lock(&self.placed).get(id).cloned()
     }
 }
 

@@ -12,7 +12,8 @@ use async_nats::jetstream::{
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{event_subject, lock, outbox::Entry, Fleet};
+use super::{event_subject, outbox::Entry, Fleet};
+use crate::sync::lock;
 use crate::events::broker::{Archive, Archived};
 
 /// How long to wait before sending again after NATS failed to take an event.

@@ -31,7 +31,7 @@ use async_nats::jetstream::{self, kv};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::Config, events::broker::Broker, tasks::Tasks};
+use crate::{config::Config, events::broker::Broker, sync::lock, tasks::Tasks};
 
 /// The stream every node's events go to.
 pub const STREAM: &str = "TASKWIRE_EVENTS";
@@ -308,6 +308,3 @@ async fn read_records(records: &kv::Store) -> Result<HashMap<String, Task>, Flee
     Ok(view)
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}

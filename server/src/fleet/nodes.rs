@@ -14,7 +14,8 @@ use async_nats::jetstream::message::PublishMessage;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{event_subject, lock, Fleet, FleetError};
+use super::{event_subject, Fleet, FleetError};
+use crate::{sync::lock, tasks::time_text};
 use crate::events::event::to_json;
 
 const BEAT: Duration = Duration::from_secs(1);
@@ -180,7 +181,7 @@ impl Fleet {
                 };
                 NodeInfo {
                     online: self.is_online(&name),
-                    last_seen: last_seen.map(rfc3339).unwrap_or_default(),
+                    last_seen: last_seen.map(time_text).unwrap_or_default(),
                     tasks: counts.get(&name).copied().unwrap_or(0),
                     name,
                 }
@@ -193,8 +194,4 @@ impl Fleet {
 fn ms_since_1970(at: SystemTime) -> u64 {
     at.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn rfc3339(at: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(at).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

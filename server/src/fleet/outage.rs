@@ -11,7 +11,8 @@ use std::{sync::Arc, time::Duration};
 use async_nats::connection::State;
 use tokio_util::sync::CancellationToken;
 
-use super::{lock, Fleet};
+use super::Fleet;
+use crate::sync::lock;
 use crate::events::broker::Broker;
 
 /// How often the connection is looked at, and how long it must stay down (or up) to move.

@@ -7,6 +7,8 @@ use std::{path::Path, sync::Mutex};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::Notify;
 
+use crate::sync::lock;
+
 pub struct Outbox {
     conn: Mutex<Connection>,
     /// This database's own id, in every message id: two nodes given the same name (or a
@@ -57,7 +59,7 @@ impl Outbox {
     }
 
     pub fn push(&self, name: &str, data: &str) {
-        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let conn = lock(&self.conn);
         let pushed = conn.execute(
             "INSERT INTO outbox (name, data) VALUES (?1, ?2)",
             params![name, data],
@@ -71,7 +73,7 @@ impl Outbox {
 
     /// The oldest entries, at most `limit`.
     pub fn oldest(&self, limit: usize) -> rusqlite::Result<Vec<Entry>> {
-        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let conn = lock(&self.conn);
         let mut stmt =
             conn.prepare_cached("SELECT n, name, data FROM outbox ORDER BY n LIMIT ?1")?;
         let entries = stmt
@@ -88,7 +90,7 @@ impl Outbox {
 
     /// The newest entry's number, if any.
     pub fn newest(&self) -> Option<i64> {
-        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let conn = lock(&self.conn);
         conn.query_row("SELECT MAX(n) FROM outbox", [], |row| row.get(0))
             .ok()
             .flatten()
@@ -96,7 +98,7 @@ impl Outbox {
 
     /// The oldest entry's number, if any.
     pub fn oldest_n(&self) -> Option<i64> {
-        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let conn = lock(&self.conn);
         conn.query_row("SELECT MIN(n) FROM outbox", [], |row| row.get(0))
             .ok()
             .flatten()
@@ -104,7 +106,7 @@ impl Outbox {
 
     /// Removes every entry up to and including `n` (a batch that was sent).
     pub fn remove_through(&self, n: i64) -> rusqlite::Result<()> {
-        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let conn = lock(&self.conn);
         conn.execute("DELETE FROM outbox WHERE n <= ?1", [n])?;
         Ok(())
     }

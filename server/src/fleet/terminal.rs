@@ -21,7 +21,10 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::{Fleet, FleetError};
-use crate::terminal::{self, refusal, SizeQuery, Wire};
+use crate::{
+    answer::error_response,
+    terminal::{self, SizeQuery, Wire},
+};
 
 /// How often the relaying node checks that the owner is still online.
 const CHECK_OWNER_EVERY: Duration = Duration::from_secs(1);
@@ -129,21 +132,21 @@ fn decode(frame: &[u8]) -> Option<Message> {
 pub async fn relay(fleet: Arc<Fleet>, task: Task, request: Request) -> Response {
     let (mut parts, _) = request.into_parts();
     if !terminal::same_origin(&parts.headers) {
-        return refusal(
+        return error_response(
             StatusCode::FORBIDDEN,
             "a terminal opens only from the dashboard's own origin",
         );
     }
     let Query(size) = match Query::<SizeQuery>::from_request_parts(&mut parts, &()).await {
         Ok(query) => query,
-        Err(rejection) => return refusal(StatusCode::BAD_REQUEST, &rejection.body_text()),
+        Err(rejection) => return error_response(StatusCode::BAD_REQUEST, &rejection.body_text()),
     };
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(upgrade) => upgrade,
-        Err(rejection) => return refusal(rejection.status(), &rejection.body_text()),
+        Err(rejection) => return error_response(rejection.status(), &rejection.body_text()),
     };
     if !fleet.is_online(&task.node) {
-        return refusal(
+        return error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             &format!("node {} is offline", task.node),
         );

@@ -3,16 +3,10 @@
 use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
-    Json,
 };
 
-use app::model::ErrorBody;
-
+pub use crate::answer::error_response;
 use crate::tasks::TaskError;
-
-pub fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(ErrorBody::new(message))).into_response()
-}
 
 /// Every error a handler can answer with, as `{"error": …}`.
 pub struct ApiError(pub StatusCode, pub String);

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use crate::tasks::new_secret;
+use crate::{sync::lock, tasks::new_secret};
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// How long a session lasts.
@@ -69,7 +69,7 @@ impl Sessions {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.conn)
     }
 }
 

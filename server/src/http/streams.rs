@@ -7,7 +7,7 @@ use std::{convert::Infallible, sync::Arc, time::Duration};
 use async_stream::stream;
 use axum::{
     extract::{Path, Query, State},
-    http::{header, HeaderMap, HeaderValue, StatusCode},
+    http::{HeaderMap, StatusCode},
     response::{
         sse::{Event as Frame, KeepAlive, Sse},
         IntoResponse, Response,
@@ -30,7 +30,7 @@ use crate::{
     AppState,
 };
 
-use super::error::error_response;
+use crate::answer::{busy, error_response};
 
 /// The streams, with their full paths.
 pub fn router() -> Router<AppState> {
@@ -209,11 +209,8 @@ pub async fn tails_stream(State(state): State<AppState>) -> Response {
 
 /// A slot for one more stream, or `503` with `Retry-After` when all are taken.
 pub fn take_slot(state: &AppState) -> Result<Slot, Response> {
-    state.stream_slots.take().ok_or_else(|| {
-        let mut refused = error_response(StatusCode::SERVICE_UNAVAILABLE, "too many open streams");
-        refused
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        refused
-    })
+    state
+        .stream_slots
+        .take()
+        .ok_or_else(|| busy("too many open streams"))
 }

@@ -17,7 +17,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rand::Rng;
 use tokio::sync::Notify;
 
-use crate::events::{broker::Broker, event::to_json};
+use crate::{
+    events::{broker::Broker, event::to_json},
+    sync::lock,
+};
 
 use self::{
     procfs::{PaneProcess, Verdict},
@@ -155,7 +158,7 @@ impl Tasks {
     }
 
     fn store(&self) -> MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.store)
     }
 
     pub fn output_path(&self, id: &str) -> PathBuf {
@@ -698,7 +701,7 @@ impl Tasks {
 
     /// How long a dead pane has been waiting for its exit status.
     fn unsettled_for(&self, id: &str) -> Duration {
-        let mut unsettled = self.unsettled.lock().unwrap_or_else(|e| e.into_inner());
+        let mut unsettled = lock(&self.unsettled);
         let now = std::time::Instant::now();
         unsettled.retain(|_, since| now.duration_since(*since) < UNSETTLED_LIMIT * 2);
         now.duration_since(*unsettled.entry(id.to_string()).or_insert(now))
@@ -824,7 +827,6 @@ fn resolve_workdir(workdir: Option<&str>) -> TaskResult<PathBuf> {
     }
 }
 
-/// Six lowercase letters and digits: short enough to type, plenty for one user's tasks.
 /// A new secret: 32 random hex digits (task tokens, the API token, session ids).
 pub fn new_secret() -> String {
     let mut rng = rand::rng();
@@ -833,6 +835,7 @@ pub fn new_secret() -> String {
         .collect()
 }
 
+/// Eight lowercase letters and digits: short enough to type, plenty for one user's tasks.
 fn new_task_id() -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
@@ -845,7 +848,8 @@ pub fn now_text() -> String {
     time_text(SystemTime::now())
 }
 
-fn time_text(at: SystemTime) -> String {
+/// A time as the API writes it: RFC 3339, UTC, milliseconds.
+pub fn time_text(at: SystemTime) -> String {
     DateTime::<Utc>::from(at).to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
@@ -865,6 +869,3 @@ fn private_file(path: &std::path::Path) -> std::io::Result<()> {
         .map(drop)
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}

@@ -1,12 +1,11 @@
 //! A task's output read back: the last lines of its screen (tails, `/output`) through its
 //! terminal model, and the plain text of its log from an offset (the output stream).
 
-use std::{
-    collections::HashMap,
-    sync::{Mutex, MutexGuard},
-};
+use std::collections::HashMap;
 
 use app::model::TaskTail;
+
+use crate::sync::lock;
 
 use super::{
     screen::{PaneSize, Screen, DEFAULT_SIZE},
@@ -69,9 +68,6 @@ fn reading(e: std::io::Error) -> TaskError {
     TaskError::Internal(format!("reading output: {e}"))
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Terminal output as plain text: escape sequences removed, CRLF as LF, lone CRs dropped.
 pub fn plain_text(bytes: &[u8]) -> String {

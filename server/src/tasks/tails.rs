@@ -12,6 +12,7 @@ use app::model::TaskTail;
 use tokio::sync::broadcast;
 
 use super::Tasks;
+use crate::sync::lock;
 
 /// How often the tails are looked at.
 const EVERY: Duration = Duration::from_secs(1);
@@ -102,6 +103,6 @@ impl TailsHub {
     }
 
     fn lock(&self) -> MutexGuard<'_, HubState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 }

@@ -21,12 +21,12 @@ use app::model::{event, TaskKind, TaskStatus, WaitingReason};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    lock, now_text,
+    now_text,
     procfs::{self, Detector, Shell, Verdict},
     store::{LiveState, Outcome},
     TaskResult, Tasks,
 };
-use crate::events::event::to_json;
+use crate::{events::event::to_json, sync::lock};
 
 /// How often a pass looks: two agreeing passes make a verdict, so a program that starts
 /// reading its terminal is `waiting-for-input` within about `2 × EVERY`.

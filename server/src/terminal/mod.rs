@@ -18,16 +18,17 @@ use axum::{
         Path, Query, State,
     },
     http::{header, HeaderMap, StatusCode},
-    response::{IntoResponse, Response},
+    response::Response,
     routing::get,
-    Json, Router,
+    Router,
 };
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use app::model::{is_valid_task_id, ErrorBody};
+use app::model::is_valid_task_id;
 
 use crate::{
+    answer::{busy, error_response},
     tasks::{screen::PaneSize, Tasks},
     AppState,
 };
@@ -88,29 +89,25 @@ async fn terminal(
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     if !is_valid_task_id(&id) {
-        return refusal(StatusCode::NOT_FOUND, "no such task");
+        return error_response(StatusCode::NOT_FOUND, "no such task");
     }
     if !same_origin(&headers) {
-        return refusal(
+        return error_response(
             StatusCode::FORBIDDEN,
             "a terminal opens only from the dashboard's own origin",
         );
     }
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
-        Err(rejection) => return refusal(rejection.status(), &rejection.body_text()),
+        Err(rejection) => return error_response(rejection.status(), &rejection.body_text()),
     };
     let tasks = state.tasks.clone();
     let lookup = id.clone();
     let Ok(Ok(task)) = tokio::task::spawn_blocking(move || tasks.get(&lookup)).await else {
-        return refusal(StatusCode::NOT_FOUND, "no such task");
+        return error_response(StatusCode::NOT_FOUND, "no such task");
     };
     let Some(slot) = state.stream_slots.take() else {
-        let mut refused = refusal(StatusCode::SERVICE_UNAVAILABLE, "too many open streams");
-        refused
-            .headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
-        return refused;
+        return busy("too many open streams");
     };
     let tasks = state.tasks.clone();
     let shutdown = state.shutdown.clone();
@@ -290,9 +287,4 @@ async fn close(mut socket: impl Wire, code: u16, reason: &str) {
         reason: reason.into(),
     };
     let _ = socket.send(Message::Close(Some(frame))).await;
-}
-
-/// The `{"error": …}` answer of every refusal.
-pub fn refusal(status: StatusCode, message: &str) -> Response {
-    (status, Json(ErrorBody::new(message))).into_response()
 }
