@@ -1,13 +1,13 @@
 //! taskwire's server: runs tasks in tmux, records them in SQLite, and streams every change
 //! to the browsers. `app(state)` builds the whole router, so tests serve it directly.
 
+pub mod answer;
 pub mod config;
 pub mod events;
 pub mod fleet;
 pub mod http;
 pub mod notify;
 pub mod sync;
-pub mod answer;
 pub mod tasks;
 pub mod terminal;
 
@@ -20,10 +20,18 @@ use axum::{
     Router,
 };
 use events::{broker, sse::EventStreams};
-use http::{api, auth, metrics};
+use http::{
+    api::{self, Api},
+    auth::{self, Auth},
+    elsewhere::{self, Elsewhere},
+    guard::Hosts,
+    metrics::{self, Gauges},
+    streams::TaskStreams,
+};
 use leptos::prelude::LeptosOptions;
 use leptos_axum::{generate_route_list, LeptosRoutes};
-use tasks::{reconciler, runtime, store, waiting};
+use tasks::{reconciler, runtime, store, view::TaskView, waiting};
+use terminal::Terminals;
 use tokio_util::sync::CancellationToken;
 use tower_http::compression::{
     predicate::{NotForContentType, Predicate},
@@ -33,21 +41,22 @@ use tower_http::compression::{
 pub use config::Config;
 pub use http::serve::{serve, serve_with, Limits};
 
-/// Everything a handler needs. Cheap to clone.
+/// The composition root: every part of a node, built once. No router takes it whole; each
+/// takes the narrow state it uses (`FromRef` below). Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
     pub tasks: Arc<tasks::Tasks>,
+    /// What the API reads: this node's records, or in a fleet every node's.
+    pub view: Arc<dyn TaskView>,
     /// The fleet this node is part of (`TASKWIRE_NATS_URL`), if any.
     pub fleet: Option<Arc<fleet::Fleet>>,
-    pub token: Arc<str>,
-    pub sessions: Arc<http::sessions::Sessions>,
+    pub auth: Auth,
     /// The live tails, computed once for every open tails stream.
     pub tails: Arc<tasks::tails::TailsHub>,
     /// Open output, tails and terminal streams, capped at `TASKWIRE_MAX_SUBSCRIBERS`.
     pub stream_slots: Arc<events::slots::StreamSlots>,
-    /// The host names requests may name; `None` for any (see `Config::host_names`).
-    pub host_names: Option<Arc<[String]>>,
+    pub hosts: Hosts,
     pub leptos: LeptosOptions,
     /// Cancelled on SIGINT/SIGTERM: every stream ends at once.
     pub shutdown: CancellationToken,
@@ -69,6 +78,67 @@ impl FromRef<AppState> for EventStreams {
             heartbeat: state.config.heartbeat(),
             lifetime: state.config.stream_max(),
             shutdown,
+        }
+    }
+}
+
+impl FromRef<AppState> for Api {
+    fn from_ref(state: &AppState) -> Self {
+        Api {
+            tasks: state.tasks.clone(),
+            view: state.view.clone(),
+            auth: state.auth.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for Auth {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
+    }
+}
+
+impl FromRef<AppState> for Gauges {
+    fn from_ref(state: &AppState) -> Self {
+        Gauges {
+            tasks: state.tasks.clone(),
+            broker: state.event_broker().0,
+            stream_slots: state.stream_slots.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for TaskStreams {
+    fn from_ref(state: &AppState) -> Self {
+        TaskStreams {
+            tasks: state.tasks.clone(),
+            tails: state.tails.clone(),
+            stream_slots: state.stream_slots.clone(),
+            heartbeat: state.config.heartbeat(),
+            lifetime: state.config.stream_max(),
+            shutdown: state.shutdown.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for Terminals {
+    fn from_ref(state: &AppState) -> Self {
+        Terminals {
+            tasks: state.tasks.clone(),
+            stream_slots: state.stream_slots.clone(),
+            shutdown: state.shutdown.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for Elsewhere {
+    fn from_ref(state: &AppState) -> Self {
+        Elsewhere {
+            node: state.tasks.node.clone(),
+            view: state.view.clone(),
+            remote: state.fleet.clone().map(|fleet| {
+                Arc::new(fleet::forward::Forwarding(fleet)) as Arc<dyn elsewhere::Remote>
+            }),
         }
     }
 }
@@ -101,11 +171,14 @@ impl AppState {
             fleet: None,
             config: Arc::new(config),
             tails: tasks::tails::TailsHub::new(tasks.clone()),
+            view: tasks.clone(),
             tasks,
-            token: token.into(),
-            sessions: Arc::new(sessions),
+            auth: Auth {
+                token: token.into(),
+                sessions: Arc::new(sessions),
+            },
             stream_slots,
-            host_names: host_names.map(Into::into),
+            hosts: Hosts(host_names.map(Into::into)),
             leptos,
             shutdown: CancellationToken::new(),
             _lock: Arc::new(lock),
@@ -121,9 +194,8 @@ impl AppState {
         }
     }
 
-    /// With `TASKWIRE_NATS_URL`, joins the fleet: the events and lists served become every
-    /// node's, and other nodes' actions on this node's tasks are answered. Without it, the
-    /// state as it is.
+    /// With `TASKWIRE_NATS_URL`, joins the fleet: the view becomes every node's, and other
+    /// nodes' actions on this node's tasks are answered. Without it, the state as it is.
     pub async fn join_fleet(mut self) -> Result<AppState, StartError> {
         if self.config.nats_url.is_none() {
             return Ok(self);
@@ -132,13 +204,15 @@ impl AppState {
         let fleet = fleet::Fleet::join(
             &self.config,
             self.tasks.clone(),
-            self.token.clone(),
+            self.auth.token.clone(),
             &data_dir,
             self.shutdown.clone(),
         )
         .await?;
         self.fleet = Some(fleet.clone());
-        // Forwarded requests run through this node's own API, as its own.
+        self.view = fleet.clone();
+        // Forwarded requests run through this node's own API, as its own: the owner is
+        // this node, so they are not sent on.
         let api = Router::new()
             .nest("/api", api::router())
             .merge(api::reports())
@@ -174,6 +248,55 @@ impl AppState {
             reconciler.await;
             let _ = waiting.await;
         })
+    }
+}
+
+/// A node that runs: its state, where it listens, and its server and background work.
+pub struct Node {
+    pub state: AppState,
+    pub addr: std::net::SocketAddr,
+    server: tokio::task::JoinHandle<()>,
+    background: tokio::task::JoinHandle<()>,
+}
+
+impl Node {
+    /// Builds a node (single, or one of a fleet) and serves it at `addr`: the one start-up
+    /// sequence, for the binary and the tests alike.
+    pub async fn start(
+        config: Config,
+        leptos: LeptosOptions,
+        addr: std::net::SocketAddr,
+        limits: Limits,
+    ) -> Result<Node, StartError> {
+        let state = AppState::open(config, leptos)?.join_fleet().await?;
+        let background = state.spawn_reconciler();
+        let listener = http::serve::listen(addr)?;
+        let addr = listener.local_addr()?;
+        state.listening_at(addr);
+        let server = tokio::spawn(serve_with(
+            listener,
+            app(state.clone()),
+            state.shutdown.clone(),
+            limits,
+        ));
+        Ok(Node {
+            state,
+            addr,
+            server,
+            background,
+        })
+    }
+
+    /// Waits until the server and its background work have stopped (after `shutdown`); a
+    /// panic in either goes on here.
+    pub async fn stopped(self) {
+        for work in [self.server, self.background] {
+            if let Err(e) = work.await {
+                if e.is_panic() {
+                    std::panic::resume_unwind(e.into_panic());
+                }
+            }
+        }
     }
 }
 
@@ -217,39 +340,35 @@ fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, StartError
 
 /// The whole router: API, events, metrics, login, health, and the Leptos pages and assets.
 pub fn app(state: AppState) -> Router {
-    let leptos_options = state.leptos.clone();
     let routes = generate_route_list(app::App);
-    let auth = middleware::from_fn_with_state(state.clone(), auth::require_auth);
+    let auth = middleware::from_fn_with_state(state.auth.clone(), auth::require_auth);
+    let elsewhere = Elsewhere::from_ref(&state);
+    // Requests about other nodes' tasks go to them, after authentication (the layer added
+    // last runs first).
     let protected = Router::new()
         .nest("/api", api::router())
-        .route("/metrics", get(metrics::metrics));
+        .route("/metrics", get(metrics::metrics))
+        .route_layer(middleware::from_fn_with_state(
+            elsewhere.clone(),
+            elsewhere::api,
+        ))
+        .route_layer(auth.clone());
+    let reports = api::reports().route_layer(middleware::from_fn_with_state(
+        elsewhere.clone(),
+        elsewhere::reports,
+    ));
     // Event streams must reach the browser frame by frame, so they are never compressed:
     // they are added after the compression layer, which also spares each open stream the
     // room a compressing body keeps for its encoders (5.8 KiB). The predicate keeps any
     // other stream uncompressed too.
     let streams = events::sse::router()
         .merge(http::streams::router())
-        .merge(terminal::router());
-    // In a fleet, requests about other nodes' tasks go to them (after authentication).
-    let (protected, streams) = match &state.fleet {
-        Some(fleet) => {
-            let forward = middleware::from_fn_with_state(fleet.clone(), fleet::forward::route);
-            (
-                protected.route_layer(forward.clone()),
-                streams.route_layer(forward),
-            )
-        }
-        None => (protected, streams),
-    };
-    let reports = match &state.fleet {
-        Some(fleet) => api::reports().route_layer(middleware::from_fn_with_state(
-            fleet.clone(),
-            fleet::forward::route_reports,
-        )),
-        None => api::reports(),
-    };
-    let protected = protected.route_layer(auth.clone());
-    let streams = streams.route_layer(auth);
+        .merge(terminal::router())
+        .route_layer(middleware::from_fn_with_state(
+            elsewhere,
+            elsewhere::streams,
+        ))
+        .route_layer(auth);
     let compression = CompressionLayer::new()
         .compress_when(DefaultPredicate::new().and(NotForContentType::new("text/event-stream")));
     Router::new()
@@ -259,7 +378,7 @@ pub fn app(state: AppState) -> Router {
         .merge(protected)
         .merge(reports)
         .leptos_routes(&state, routes, {
-            let options = leptos_options.clone();
+            let options = state.leptos.clone();
             move || app::shell(options.clone())
         })
         .fallback(http::site::file_or_page)
@@ -267,7 +386,7 @@ pub fn app(state: AppState) -> Router {
         .layer(compression)
         .merge(streams)
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            state.hosts.clone(),
             http::guard::host_and_framing,
         ))
         .with_state(state)

@@ -1,6 +1,6 @@
 use clap::Parser;
 use leptos::prelude::get_configuration;
-use server::{app, AppState, Config};
+use server::{Config, Node};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -17,24 +17,22 @@ async fn main() -> Result<(), server::StartError> {
     let mut leptos = get_configuration(None)?.leptos_options;
     leptos.site_addr = config.addr;
 
-    let state = AppState::open(config.clone(), leptos)?.join_fleet().await?;
-    let reconciler = state.spawn_reconciler();
-    let listener = server::http::serve::listen(config.addr)?;
-    let addr = listener.local_addr()?;
-    state.listening_at(addr);
+    let limits = server::Limits::new(config.heartbeat());
+    let node = Node::start(config.clone(), leptos, config.addr, limits).await?;
+    let addr = node.addr;
     println!("taskwire is listening on http://{addr}");
-    println!("sign in with http://{addr}/login?token={}", state.token);
+    println!(
+        "sign in with http://{addr}/login?token={}",
+        node.state.auth.token
+    );
 
-    let shutdown = state.shutdown.clone();
+    let shutdown = node.state.shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutting down; tasks keep running in tmux");
         shutdown.cancel();
     });
-    let stopping = state.shutdown.clone();
-    let limits = server::Limits::new(config.heartbeat());
-    server::serve_with(listener, app(state), stopping, limits).await;
-    let _ = reconciler.await;
+    node.stopped().await;
     Ok(())
 }
 

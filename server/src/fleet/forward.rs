@@ -4,25 +4,27 @@
 //! (validation, conflicts, errors) is the owner's. A node that does not answer is offline:
 //! `503 {"error": "node … is offline"}` at once.
 //!
-//! Lists and single tasks are answered from this node's view; a task's terminal is
-//! relayed (`terminal`); its output stream is not yet (`501`).
+//! Which requests go where is decided in front of the API, by `http::elsewhere`, which asks
+//! the view who owns a task; this is the transport it uses.
 
 use std::{sync::Arc, time::Duration};
 
 use axum::{
     body::{to_bytes, Body},
-    extract::{Request, State},
-    http::{header, Method, StatusCode},
-    middleware::Next,
+    extract::Request,
+    http::{header, StatusCode},
     response::{IntoResponse, Response},
-    Json, Router,
+    Router,
 };
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use super::{Fleet, FleetError};
-use crate::{answer::error_response, sync::lock};
+use app::model::Task;
+
+use crate::{answer::error_response, http::elsewhere::Remote, sync::lock};
 
 /// The most a forwarded request may wait for its answer (the NATS client's own request
 /// timeout is 10 s).
@@ -55,92 +57,34 @@ fn action_subject(node: &str) -> String {
     format!("taskwire.act.{node}")
 }
 
-/// The middleware in front of the API (inside its authentication): answers lists from the
-/// view and sends actions on other nodes' tasks to them.
-pub async fn route(State(fleet): State<Arc<Fleet>>, request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_string();
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match (request.method().clone(), segments.as_slice()) {
-        (Method::GET, ["api", "tasks"]) => Json(fleet.list()).into_response(),
-        (Method::GET, ["api", "nodes"]) => Json(fleet.node_list()).into_response(),
-        (Method::POST, ["api", "tasks"] | ["api", "tasks", "terminal"]) => {
-            create_anywhere(&fleet, request, next).await
-        }
-        (method, ["api", "tasks", id, rest @ ..]) => {
-            let known = fleet.get(id);
-            // A task just created elsewhere through this node may not be in the view yet.
-            let owner = known
-                .as_ref()
-                .map(|t| t.node.clone())
-                .or_else(|| fleet.placed_on(id));
-            let Some(owner) = owner.filter(|node| *node != fleet.node) else {
-                return next.run(request).await;
-            };
-            match (method, rest, known) {
-                (Method::GET, [], Some(task)) => Json(task).into_response(),
-                (Method::GET, ["terminal"], Some(task)) => {
-                    super::terminal::relay(fleet.clone(), task, request).await
-                }
-                (_, ["output", "stream"], _) => error_response(
-                    StatusCode::NOT_IMPLEMENTED,
-                    format!(
-                        "the output stream of a task on node {owner} is not relayed: open it on that node"
-                    ),
-                ),
-                _ => forward(&fleet, &owner, request, false).await,
-            }
-        }
-        _ => next.run(request).await,
-    }
-}
+/// The fleet's way to other nodes, for the layer in front of the API
+/// (`http::elsewhere`).
+pub struct Forwarding(pub Arc<Fleet>);
 
-/// The middleware in front of `POST /api/tasks/{id}/state`: a report about another
-/// node's task goes to it with its credentials, which only the owner can check.
-pub async fn route_reports(
-    State(fleet): State<Arc<Fleet>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let path = request.uri().path().to_string();
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let remote = match segments.as_slice() {
-        ["api", "tasks", id, "state"] => fleet.get(id).filter(|t| t.node != fleet.node),
-        _ => None,
-    };
-    match remote {
-        Some(task) => forward(&fleet, &task.node, request, true).await,
-        None => next.run(request).await,
+impl Remote for Forwarding {
+    fn forward(
+        &self,
+        node: String,
+        request: Request,
+        callers_credentials: bool,
+    ) -> BoxFuture<'static, Response> {
+        let fleet = self.0.clone();
+        Box::pin(async move { forward(&fleet, &node, request, callers_credentials).await })
     }
-}
 
-/// `POST /api/tasks` (or `/terminal`) with `"node"`: started on that node.
-async fn create_anywhere(fleet: &Fleet, request: Request, next: Next) -> Response {
-    let (parts, body) = request.into_parts();
-    let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
-        return error_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is over {} KiB", MAX_BODY / 1024),
-        );
-    };
-    let node = serde_json::from_slice::<serde_json::Value>(&bytes)
-        .ok()
-        .and_then(|v| v.get("node")?.as_str().map(str::to_string));
-    let request = Request::from_parts(parts, Body::from(bytes));
-    match node {
-        Some(node) if node != fleet.node => {
-            if !fleet.node_list().nodes.iter().any(|n| n.name == node) {
-                return error_response(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    format!("no node named {node:?}"),
-                );
-            }
-            let response = forward(fleet, &node, request, false).await;
+    fn create_on(&self, node: String, request: Request) -> BoxFuture<'static, Response> {
+        let fleet = self.0.clone();
+        Box::pin(async move {
+            let response = forward(&fleet, &node, request, false).await;
             if response.status() == StatusCode::CREATED {
                 return fleet.note_placed(response, node).await;
             }
             response
-        }
-        _ => next.run(request).await,
+        })
+    }
+
+    fn relay_terminal(&self, task: Task, request: Request) -> BoxFuture<'static, Response> {
+        Box::pin(super::terminal::relay(self.0.clone(), task, request))
     }
 }
 
@@ -221,7 +165,7 @@ impl Fleet {
         Response::from_parts(parts, Body::from(bytes))
     }
 
-    fn placed_on(&self, id: &str) -> Option<String> {
+    pub(super) fn placed_on(&self, id: &str) -> Option<String> {
         lock(&self.placed).get(id).cloned()
     }
 }

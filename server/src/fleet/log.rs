@@ -13,8 +13,8 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::{event_subject, outbox::Entry, Fleet};
-use crate::sync::lock;
 use crate::events::broker::{Archive, Archived};
+use crate::sync::lock;
 
 /// How long to wait before sending again after NATS failed to take an event.
 const RETRY_AFTER: Duration = Duration::from_millis(500);

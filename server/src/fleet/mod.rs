@@ -26,12 +26,20 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use app::model::{Task, TaskList};
+use app::model::{NodeList, Task, TaskList};
 use async_nats::jetstream::{self, kv};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::Config, events::broker::Broker, sync::lock, tasks::Tasks};
+use crate::{
+    config::Config,
+    events::broker::Broker,
+    sync::lock,
+    tasks::{
+        view::{newest_first, TaskView},
+        TaskResult, Tasks,
+    },
+};
 
 /// The stream every node's events go to.
 pub const STREAM: &str = "TASKWIRE_EVENTS";
@@ -262,9 +270,31 @@ impl Fleet {
     }
 }
 
-/// The list's order, as a single node's (`Store::list`): newest first.
-fn newest_first(tasks: &mut [Task]) {
-    tasks.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+/// The fleet's view: every node's tasks as the log has told this node, its own tasks
+/// read from its own records.
+impl TaskView for Fleet {
+    fn list(&self) -> TaskResult<TaskList> {
+        Ok(Fleet::list(self))
+    }
+
+    fn get(&self, id: &str) -> TaskResult<Task> {
+        match Fleet::get(self, id) {
+            Some(task) if task.node != self.node => Ok(task),
+            _ => self.tasks.get(id),
+        }
+    }
+
+    fn owner_elsewhere(&self, id: &str) -> Option<String> {
+        // A task just created elsewhere through this node may not be in the view yet.
+        Fleet::get(self, id)
+            .map(|task| task.node)
+            .or_else(|| self.placed_on(id))
+            .filter(|node| *node != self.node)
+    }
+
+    fn nodes(&self) -> TaskResult<NodeList> {
+        Ok(self.node_list())
+    }
 }
 
 /// The records bucket, its stream made as the key-value API makes it (the client's own
@@ -307,4 +337,3 @@ async fn read_records(records: &kv::Store) -> Result<HashMap<String, Task>, Flee
     }
     Ok(view)
 }
-

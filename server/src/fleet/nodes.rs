@@ -15,8 +15,8 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::{event_subject, Fleet, FleetError};
-use crate::{sync::lock, tasks::time_text};
 use crate::events::event::to_json;
+use crate::{sync::lock, tasks::time_text};
 
 const BEAT: Duration = Duration::from_secs(1);
 pub const OFFLINE_AFTER: Duration = Duration::from_secs(4);

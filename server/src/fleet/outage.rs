@@ -12,8 +12,8 @@ use async_nats::connection::State;
 use tokio_util::sync::CancellationToken;
 
 use super::Fleet;
-use crate::sync::lock;
 use crate::events::broker::Broker;
+use crate::sync::lock;
 
 /// How often the connection is looked at, and how long it must stay down (or up) to move.
 const LOOK_EVERY: Duration = Duration::from_millis(250);

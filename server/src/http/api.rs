@@ -4,7 +4,7 @@
 use axum::{
     extract::{
         rejection::{JsonRejection, QueryRejection},
-        FromRequest, Path, Query, Request, State,
+        FromRef, FromRequest, Path, Query, Request, State,
     },
     http::{HeaderMap, Method, StatusCode},
     response::{IntoResponse, Response},
@@ -16,20 +16,30 @@ use std::sync::Arc;
 
 use app::model::{is_valid_task_id, Output, ReportedState, StateReport};
 
-use crate::{
-    tasks::{NewCommand, TaskError, Tasks},
-    AppState,
-};
+use crate::tasks::{view::TaskView, NewCommand, TaskError, Tasks};
 
 use super::{
-    auth,
+    auth::{self, Auth},
     error::{error_response, ApiError},
 };
+
+/// What the API needs: the tasks it changes, the view it reads, and the credentials a
+/// state report is checked against.
+#[derive(Clone)]
+pub struct Api {
+    pub tasks: Arc<Tasks>,
+    pub view: Arc<dyn TaskView>,
+    pub auth: Auth,
+}
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-pub fn router() -> Router<AppState> {
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Api: FromRef<S>,
+{
     Router::new()
         .route("/tasks", get(list_tasks).post(create_task))
         .route("/tasks/terminal", post(create_terminal))
@@ -87,38 +97,45 @@ fn task_id(id: String) -> ApiResult<String> {
 
 /// Runs blocking task work (tmux, SQLite) off the async threads.
 async fn blocking<T: Send + 'static>(
-    state: &AppState,
+    state: &Api,
     work: impl FnOnce(&Arc<Tasks>) -> Result<T, TaskError> + Send + 'static,
 ) -> ApiResult<T> {
     let tasks = state.tasks.clone();
-    tokio::task::spawn_blocking(move || work(&tasks))
+    off_async(move || work(&tasks)).await
+}
+
+/// Reads the view off the async threads (a single node's view is SQLite).
+async fn read_view<T: Send + 'static>(
+    state: &Api,
+    read: impl FnOnce(&dyn TaskView) -> Result<T, TaskError> + Send + 'static,
+) -> ApiResult<T> {
+    let view = state.view.clone();
+    off_async(move || read(view.as_ref())).await
+}
+
+async fn off_async<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, TaskError> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map_err(ApiError::from)
 }
 
-async fn list_tasks(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
-    Ok(Json(blocking(&state, |tasks| tasks.list()).await?))
+async fn list_tasks(State(state): State<Api>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(read_view(&state, |view| view.list()).await?))
 }
 
-/// A single node: itself, online (a fleet answers this before it gets here).
-async fn list_nodes(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
-    let list = blocking(&state, |tasks| tasks.list()).await?;
-    let node = app::model::NodeInfo {
-        name: state.tasks.node.clone(),
-        online: true,
-        last_seen: crate::tasks::now_text(),
-        tasks: list.tasks.len(),
-    };
-    Ok(Json(app::model::NodeList { nodes: vec![node] }))
+async fn list_nodes(State(state): State<Api>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(read_view(&state, |view| view.nodes()).await?))
 }
 
 async fn get_task(
-    State(state): State<AppState>,
+    State(state): State<Api>,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     let id = task_id(id)?;
-    Ok(Json(blocking(&state, move |tasks| tasks.get(&id)).await?))
+    Ok(Json(read_view(&state, move |view| view.get(&id)).await?))
 }
 
 #[derive(Deserialize)]
@@ -130,8 +147,9 @@ struct CreateTask {
     node: Option<String>,
 }
 
-/// A task is started here; a fleet forwards one meant for another node before this.
-fn check_node(state: &AppState, node: Option<&str>) -> ApiResult<()> {
+/// A task is started here; one meant for another node was sent there before this
+/// (`http::elsewhere`).
+fn check_node(state: &Api, node: Option<&str>) -> ApiResult<()> {
     match node {
         Some(node) if node != state.tasks.node => Err(ApiError(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -142,7 +160,7 @@ fn check_node(state: &AppState, node: Option<&str>) -> ApiResult<()> {
 }
 
 async fn create_task(
-    State(state): State<AppState>,
+    State(state): State<Api>,
     JsonBody(body): JsonBody<CreateTask>,
 ) -> ApiResult<impl IntoResponse> {
     check_node(&state, body.node.as_deref())?;
@@ -164,7 +182,7 @@ struct CreateTerminal {
 
 /// The body is optional: an empty request opens a terminal in the default directory.
 async fn create_terminal(
-    State(state): State<AppState>,
+    State(state): State<Api>,
     request: Request,
 ) -> ApiResult<impl IntoResponse> {
     let empty = request
@@ -191,7 +209,7 @@ struct Rename {
 }
 
 async fn rename_task(
-    State(state): State<AppState>,
+    State(state): State<Api>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<Rename>,
 ) -> ApiResult<impl IntoResponse> {
@@ -213,7 +231,7 @@ fn yes() -> bool {
 }
 
 async fn send_input(
-    State(state): State<AppState>,
+    State(state): State<Api>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<Input>,
 ) -> ApiResult<impl IntoResponse> {
@@ -227,7 +245,7 @@ async fn send_input(
 }
 
 async fn kill_task(
-    State(state): State<AppState>,
+    State(state): State<Api>,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     let id = task_id(id)?;
@@ -236,7 +254,7 @@ async fn kill_task(
 
 /// The person has looked at a finished task (opened it, or dismissed it from the list).
 async fn mark_seen(
-    State(state): State<AppState>,
+    State(state): State<Api>,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     let id = task_id(id)?;
@@ -248,7 +266,11 @@ async fn mark_seen(
 /// `POST /api/tasks/{id}/state`, with its full path: a task's program reports its state
 /// with its own token (`TASKWIRE_TASK_TOKEN`), which the rest of the API does not take, so
 /// this route checks its credentials itself.
-pub fn reports() -> Router<AppState> {
+pub fn reports<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Api: FromRef<S>,
+{
     Router::new().route("/api/tasks/{id}/state", post(report_state))
 }
 
@@ -258,7 +280,7 @@ struct StateQuery {
 }
 
 async fn report_state(
-    State(state): State<AppState>,
+    State(state): State<Api>,
     Path(id): Path<String>,
     headers: HeaderMap,
     method: Method,
@@ -299,13 +321,13 @@ async fn report_state(
 
 /// The task's own token, or what the rest of the API takes; a token of another task `403`.
 async fn may_report(
-    state: &AppState,
+    state: &Api,
     id: &str,
     headers: &HeaderMap,
     method: &Method,
 ) -> Result<(), Response> {
     let bearer = auth::bearer(headers).map(str::to_string);
-    if let Some(token) = bearer.filter(|t| !auth::is_master_token(state, t)) {
+    if let Some(token) = bearer.filter(|t| !state.auth.is_master_token(t)) {
         let lookup = id.to_string();
         return match blocking(state, move |tasks| tasks.task_token(&lookup)).await {
             Ok(own) if auth::constant_time_eq(&own, &token) => Ok(()),
@@ -316,11 +338,11 @@ async fn may_report(
             Err(e) => Err(e.into_response()),
         };
     }
-    auth::check(headers, method, state)
+    auth::check(headers, method, &state.auth)
 }
 
 async fn delete_task(
-    State(state): State<AppState>,
+    State(state): State<Api>,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     let id = task_id(id)?;
@@ -334,7 +356,7 @@ struct TailQuery {
 }
 
 async fn output_tail(
-    State(state): State<AppState>,
+    State(state): State<Api>,
     Path(id): Path<String>,
     Query(query): Query<TailQuery>,
 ) -> ApiResult<impl IntoResponse> {

@@ -3,7 +3,7 @@
 //! send headers, so the browser relies on the cookie; a change made with the cookie alone
 //! must carry `X-Taskwire: 1`, which a cross-site page cannot send without CORS.
 
-use std::{io::Write, path::Path};
+use std::{io::Write, path::Path, sync::Arc};
 
 use axum::{
     extract::{Form, Query, Request, State},
@@ -13,9 +13,19 @@ use axum::{
 };
 use serde::Deserialize;
 
-use crate::{tasks::new_secret, AppState};
+use crate::tasks::new_secret;
 
-use super::{error::error_response, sessions};
+use super::{
+    error::error_response,
+    sessions::{self, Sessions},
+};
+
+/// What checking credentials needs: the master token and the browser sessions.
+#[derive(Clone)]
+pub struct Auth {
+    pub token: Arc<str>,
+    pub sessions: Arc<Sessions>,
+}
 
 pub const COOKIE: &str = "taskwire_session";
 pub const CSRF_HEADER: &str = "x-taskwire";
@@ -67,31 +77,33 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-pub fn is_master_token(state: &AppState, token: &str) -> bool {
-    constant_time_eq(token, &state.token)
+impl Auth {
+    pub fn is_master_token(&self, token: &str) -> bool {
+        constant_time_eq(token, &self.token)
+    }
 }
 
-fn credential(headers: &HeaderMap, state: &AppState) -> Option<Credential> {
-    if bearer(headers).is_some_and(|b| is_master_token(state, b)) {
+fn credential(headers: &HeaderMap, auth: &Auth) -> Option<Credential> {
+    if bearer(headers).is_some_and(|b| auth.is_master_token(b)) {
         return Some(Credential::Bearer);
     }
-    if session_cookies(headers).any(|id| state.sessions.is_valid(id)) {
+    if session_cookies(headers).any(|id| auth.sessions.is_valid(id)) {
         return Some(Credential::Cookie);
     }
     None
 }
 
 /// Middleware for `/api/*` and `/metrics`.
-pub async fn require_auth(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match check(request.headers(), request.method(), &state) {
+pub async fn require_auth(State(auth): State<Auth>, request: Request, next: Next) -> Response {
+    match check(request.headers(), request.method(), &auth) {
         Ok(()) => next.run(request).await,
         Err(refused) => refused,
     }
 }
 
 /// The token or a session, and for a change made with the cookie alone the CSRF header.
-pub fn check(headers: &HeaderMap, method: &Method, state: &AppState) -> Result<(), Response> {
-    match credential(headers, state) {
+pub fn check(headers: &HeaderMap, method: &Method, auth: &Auth) -> Result<(), Response> {
+    match credential(headers, auth) {
         None => Err(error_response(
             StatusCode::UNAUTHORIZED,
             "missing or wrong credentials",
@@ -115,22 +127,27 @@ pub struct LoginForm {
 }
 
 /// `GET /login?token=…`, the link printed at start.
-pub async fn login_link(State(state): State<AppState>, Query(form): Query<LoginForm>) -> Response {
-    sign_in(&state, form.token.as_deref())
+pub async fn login_link(State(auth): State<Auth>, Query(form): Query<LoginForm>) -> Response {
+    sign_in(auth, form.token).await
 }
 
 /// `POST /login` with `token=…`: the sign-in form (a POST, so the token stays out of the
 /// browser's history).
-pub async fn login_form(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
-    sign_in(&state, form.token.as_deref())
+pub async fn login_form(State(auth): State<Auth>, Form(form): Form<LoginForm>) -> Response {
+    sign_in(auth, form.token).await
 }
 
 /// Checks the token, starts a session and goes to the dashboard.
-fn sign_in(state: &AppState, token: Option<&str>) -> Response {
-    if !token.is_some_and(|t| constant_time_eq(t.trim(), &state.token)) {
+async fn sign_in(auth: Auth, token: Option<String>) -> Response {
+    if !token.is_some_and(|t| auth.is_master_token(t.trim())) {
         return error_response(StatusCode::UNAUTHORIZED, "wrong or missing token");
     }
-    match state.sessions.create() {
+    // The session is written to SQLite: off the async threads.
+    let created = tokio::task::spawn_blocking(move || auth.sessions.create()).await;
+    match created
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+    {
         Ok(id) => {
             let cookie = format!(
                 "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
@@ -147,10 +164,14 @@ fn sign_in(state: &AppState, token: Option<&str>) -> Response {
 
 /// `POST /logout`: revokes the sessions the browser holds and drops the cookie. (The cookie
 /// is SameSite=Strict, so another site cannot sign a person out.)
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    for id in session_cookies(&headers) {
-        let _ = state.sessions.revoke(id);
-    }
+pub async fn logout(State(auth): State<Auth>, headers: HeaderMap) -> Response {
+    let ids: Vec<String> = session_cookies(&headers).map(str::to_string).collect();
+    let _ = tokio::task::spawn_blocking(move || {
+        for id in ids {
+            let _ = auth.sessions.revoke(&id);
+        }
+    })
+    .await;
     let cookie = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
     ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
 }

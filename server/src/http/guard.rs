@@ -10,18 +10,22 @@ use axum::{
     response::Response,
 };
 
-use crate::AppState;
+use std::sync::Arc;
 
 use super::error::error_response;
 
+/// The host names requests may name; `None` for any (see `Config::host_names`).
+#[derive(Clone)]
+pub struct Hosts(pub Option<Arc<[String]>>);
+
 pub async fn host_and_framing(
-    State(state): State<AppState>,
+    State(Hosts(names)): State<Hosts>,
     request: Request,
     next: Next,
 ) -> Response {
     if let Some(host) = request.headers().get(header::HOST) {
         let host = host.to_str().unwrap_or_default().to_lowercase();
-        if !allowed(&host, state.host_names.as_deref()) {
+        if !allowed(&host, names.as_deref()) {
             return error_response(
                 StatusCode::MISDIRECTED_REQUEST,
                 format!("this server does not answer to {host:?} (see TASKWIRE_ALLOWED_HOSTS)"),

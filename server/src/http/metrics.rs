@@ -1,13 +1,28 @@
 //! `GET /metrics` in the Prometheus text format.
 
-use std::{fmt::Write, sync::atomic::Ordering};
+use std::{
+    fmt::Write,
+    sync::{atomic::Ordering, Arc},
+};
 
 use app::model::TaskStatus;
 use axum::{extract::State, http::header, response::IntoResponse};
 
-use crate::AppState;
+use crate::{
+    events::{broker::Broker, slots::StreamSlots},
+    tasks::Tasks,
+};
 
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// What `/metrics` reads: this node's tasks, the broker its browsers follow, the stream
+/// slots.
+#[derive(Clone)]
+pub struct Gauges {
+    pub tasks: Arc<Tasks>,
+    pub broker: Arc<Broker>,
+    pub stream_slots: Arc<StreamSlots>,
+}
+
+pub async fn metrics(State(state): State<Gauges>) -> impl IntoResponse {
     let tasks = state.tasks.clone();
     let by_status = tokio::task::spawn_blocking(move || tasks.list())
         .await
@@ -15,8 +30,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         .and_then(Result::ok)
         .map(|list| list.tasks)
         .unwrap_or_default();
-    let (broker, _) = state.event_broker();
-    let broker = &broker.metrics;
+    let broker = &state.broker.metrics;
     let mut out = String::new();
     let mut counter = |name: &str, kind: &str, help: &str, value: u64| {
         let _ = writeln!(

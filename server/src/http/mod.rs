@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod elsewhere;
 pub mod error;
 pub mod guard;
 pub mod metrics;

@@ -9,9 +9,8 @@ use axum::{
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
+use leptos::prelude::LeptosOptions;
 use rust_embed::Embed;
-
-use crate::AppState;
 
 #[derive(Embed)]
 #[folder = "../target/site"]
@@ -20,13 +19,13 @@ use crate::AppState;
 struct Site;
 
 /// Every path no route took: a file of the site, else the app's own page (its 404).
-pub async fn file_or_page(State(state): State<AppState>, request: Request) -> Response {
+pub async fn file_or_page(State(options): State<LeptosOptions>, request: Request) -> Response {
     let path = request.uri().path().trim_start_matches('/');
     match embedded(path, request.headers()) {
         Some(response) => response,
-        None => leptos_axum::file_and_error_handler::<AppState, _>(app::shell)(
+        None => leptos_axum::file_and_error_handler::<LeptosOptions, _>(app::shell)(
             request.uri().clone(),
-            State(state),
+            State(options),
             request,
         )
         .await

@@ -6,7 +6,7 @@ use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use async_stream::stream;
 use axum::{
-    extract::{Path, Query, State},
+    extract::{FromRef, Path, Query, State},
     http::{HeaderMap, StatusCode},
     response::{
         sse::{Event as Frame, KeepAlive, Sse},
@@ -22,18 +22,35 @@ use tokio::sync::broadcast::error::RecvError;
 use app::model::{event, is_valid_task_id, OutputChunk};
 
 use crate::{
+    events::slots::StreamSlots,
     events::{event::to_json, slots::Slot, sse::no_caching_or_buffering},
     tasks::{
         output::{plain_text, read_from, utf8_complete_len, READ_MAX},
+        tails::TailsHub,
         TaskError, Tasks,
     },
-    AppState,
 };
+use tokio_util::sync::CancellationToken;
+
+/// What the output and tails streams need.
+#[derive(Clone)]
+pub struct TaskStreams {
+    pub tasks: Arc<Tasks>,
+    pub tails: Arc<TailsHub>,
+    pub stream_slots: Arc<StreamSlots>,
+    pub heartbeat: Duration,
+    pub lifetime: Duration,
+    pub shutdown: CancellationToken,
+}
 
 use crate::answer::{busy, error_response};
 
 /// The streams, with their full paths.
-pub fn router() -> Router<AppState> {
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    TaskStreams: FromRef<S>,
+{
     Router::new()
         .route("/api/tasks/{id}/output/stream", get(output_stream))
         .route("/api/tails/stream", get(tails_stream))
@@ -42,11 +59,11 @@ pub fn router() -> Router<AppState> {
 /// An SSE response built with axum's `Sse`, for streams whose frames are made per client:
 /// heartbeats after `HEARTBEAT_SECS` of quiet, no caching, no buffering.
 fn sse_response(
-    state: &AppState,
+    state: &TaskStreams,
     frames: impl Stream<Item = Result<Frame, Infallible>> + Send + 'static,
 ) -> Response {
     let keep_alive = KeepAlive::new()
-        .interval(state.config.heartbeat())
+        .interval(state.heartbeat)
         .text("keep-alive");
     let mut response = Sse::new(frames).keep_alive(keep_alive).into_response();
     no_caching_or_buffering(response.headers_mut());
@@ -63,7 +80,7 @@ pub struct OutputQuery {
 /// Its cost follows what changed: the log is read when it grew (its length is looked at
 /// five times a second), the record when an event about the task arrives.
 pub async fn output_stream(
-    State(state): State<AppState>,
+    State(state): State<TaskStreams>,
     Path(id): Path<String>,
     headers: HeaderMap,
     Query(query): Query<OutputQuery>,
@@ -170,13 +187,13 @@ async fn is_finished(tasks: &Arc<Tasks>, id: &str) -> bool {
 /// event whenever its output grows (all of them at first), so the task list shows live
 /// tails over one connection instead of one output stream per row. Like `/api/events` it
 /// ends after `STREAM_MAX_SECS`; the page holds it open only while it is visible.
-pub async fn tails_stream(State(state): State<AppState>) -> Response {
+pub async fn tails_stream(State(state): State<TaskStreams>) -> Response {
     let slot = match take_slot(&state) {
         Ok(slot) => slot,
         Err(refused) => return refused,
     };
     let shutdown = state.shutdown.clone();
-    let lifetime = state.config.stream_max();
+    let lifetime = state.lifetime;
     let (now, mut changes) = state.tails.subscribe();
     let frames = stream! {
         let _slot = slot;
@@ -208,7 +225,7 @@ pub async fn tails_stream(State(state): State<AppState>) -> Response {
 }
 
 /// A slot for one more stream, or `503` with `Retry-After` when all are taken.
-pub fn take_slot(state: &AppState) -> Result<Slot, Response> {
+fn take_slot(state: &TaskStreams) -> Result<Slot, Response> {
     state
         .stream_slots
         .take()

@@ -35,6 +35,7 @@ pub mod runtime;
 pub mod screen;
 pub mod store;
 pub mod tails;
+pub mod view;
 pub mod waiting;
 
 pub const MAX_NAME_CHARS: usize = 100;
@@ -868,4 +869,3 @@ fn private_file(path: &std::path::Path) -> std::io::Result<()> {
         .open(path)
         .map(drop)
 }
-

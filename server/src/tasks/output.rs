@@ -68,7 +68,6 @@ fn reading(e: std::io::Error) -> TaskError {
     TaskError::Internal(format!("reading output: {e}"))
 }
 
-
 /// Terminal output as plain text: escape sequences removed, CRLF as LF, lone CRs dropped.
 pub fn plain_text(bytes: &[u8]) -> String {
     let stripped = strip_ansi_escapes::strip(bytes);

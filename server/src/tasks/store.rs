@@ -213,10 +213,10 @@ impl Store {
             .optional()
     }
 
-    /// Every task, newest first.
+    /// Every task, newest first (the order of `view::newest_first`).
     pub fn list(&self) -> rusqlite::Result<Vec<Task>> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM tasks ORDER BY created_at DESC, rowid DESC"
+            "SELECT {COLUMNS} FROM tasks ORDER BY created_at DESC, id DESC"
         ))?;
         let tasks = stmt.query_map([], task_from_row)?.collect();
         tasks

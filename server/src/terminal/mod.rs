@@ -1,7 +1,8 @@
 //! The terminal of a task, `GET /api/tasks/{id}/terminal` (a WebSocket). A live task's
 //! viewers each attach a tmux client of their own (`viewer`), so every viewer sees tmux's
-//! rendering of the same pane; a finished task's log is replayed, read-only. Uses `tasks`;
-//! nothing but `lib.rs` (which routes it) and the metrics use it.
+//! rendering of the same pane; a finished task's log is replayed, read-only. Uses `tasks`
+//! and `events` (the stream slots); the crate root routes it, the metrics read its counts,
+//! and the fleet relays it (`serve` takes any `Wire`).
 
 mod viewer;
 
@@ -15,7 +16,7 @@ use std::{
 use axum::{
     extract::{
         ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
-        Path, Query, State,
+        FromRef, Path, Query, State,
     },
     http::{header, HeaderMap, StatusCode},
     response::Response,
@@ -29,9 +30,17 @@ use app::model::is_valid_task_id;
 
 use crate::{
     answer::{busy, error_response},
+    events::slots::StreamSlots,
     tasks::{screen::PaneSize, Tasks},
-    AppState,
 };
+
+/// What a terminal needs: the tasks, the stream slots, and the signal that ends it.
+#[derive(Clone)]
+pub struct Terminals {
+    pub tasks: Arc<Tasks>,
+    pub stream_slots: Arc<StreamSlots>,
+    pub shutdown: CancellationToken,
+}
 
 use viewer::Viewer;
 
@@ -54,7 +63,11 @@ const REPLAY_CHUNK: usize = 64 * 1024;
 const START_SIZE: PaneSize = PaneSize { cols: 80, rows: 24 };
 
 /// The route, with its full path: `app` serves it outside the compression layer.
-pub fn router() -> Router<AppState> {
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Terminals: FromRef<S>,
+{
     Router::new().route("/api/tasks/{id}/terminal", get(terminal))
 }
 
@@ -82,7 +95,7 @@ enum Control {
 }
 
 async fn terminal(
-    State(state): State<AppState>,
+    State(state): State<Terminals>,
     Path(id): Path<String>,
     Query(size): Query<SizeQuery>,
     headers: HeaderMap,

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use leptos::prelude::LeptosOptions;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::Value;
-use server::{app, AppState, Config};
+use server::{AppState, Config};
 
 pub const TOKEN: &str = "test-token";
 
@@ -83,8 +83,7 @@ pub struct TestServer {
     pub base: String,
     pub client: Client,
     pub state: AppState,
-    server: Option<tokio::task::JoinHandle<()>>,
-    reconciler: Option<tokio::task::JoinHandle<()>>,
+    node: Option<server::Node>,
 }
 
 impl TestServer {
@@ -99,38 +98,24 @@ impl TestServer {
         let mut limits = server::Limits::new(config.heartbeat());
         adjust(&mut limits);
         let leptos = LeptosOptions::builder().output_name("taskwire").build();
-        let state = AppState::open(config, leptos)
-            .expect("server state")
-            .join_fleet()
+        let node = server::Node::start(config, leptos, ([127, 0, 0, 1], 0).into(), limits)
             .await
-            .expect("joined the fleet");
-        let reconciler = Some(state.spawn_reconciler());
-        let listener = server::http::serve::listen(([127, 0, 0, 1], 0).into()).unwrap();
-        let addr = listener.local_addr().unwrap();
-        state.listening_at(addr);
-        let shutdown = state.shutdown.clone();
-        let router = app(state.clone());
-        let server = tokio::spawn(server::serve_with(listener, router, shutdown, limits));
+            .expect("a node started");
         TestServer {
-            base: format!("http://{addr}"),
+            base: format!("http://{}", node.addr),
             client: Client::new(),
-            state,
-            server: Some(server),
-            reconciler,
+            state: node.state.clone(),
+            node: Some(node),
         }
     }
 
     /// Shuts down as on SIGTERM and waits until the server and its reconciler have stopped.
     pub async fn stop(mut self) {
         self.state.shutdown.cancel();
-        for task in [self.server.take(), self.reconciler.take()]
-            .into_iter()
-            .flatten()
-        {
-            tokio::time::timeout(Duration::from_secs(5), task)
+        if let Some(node) = self.node.take() {
+            tokio::time::timeout(Duration::from_secs(5), node.stopped())
                 .await
-                .expect("the server stops promptly")
-                .unwrap();
+                .expect("the server stops promptly");
         }
     }
 
