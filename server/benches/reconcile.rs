@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use server::tasks::{runtime::Tmux, Tasks};
+use server::tasks::{reconciler::Reconciler, runtime::Tmux};
 
 mod common;
 
@@ -17,24 +17,25 @@ fn main() {
     let _guard = runtime.enter();
     let started = Instant::now();
     let (bench, _) = common::with_sleeping_tasks("reconcile", TASKS);
-    let (tasks, tmux) = (&bench.tasks, &bench.tmux);
+    let tmux = &bench.tmux;
+    let reconciler = Reconciler::new(bench.tasks.clone());
     eprintln!("started {TASKS} tmux sessions in {:.1?}", started.elapsed());
 
     // A first pass settles everything (no transitions are expected: all are running).
-    tasks.reconcile(true).unwrap();
+    reconciler.pass(true).unwrap();
     for ask_tmux in [false, true] {
-        measure(tasks, tmux, ask_tmux);
+        measure(&reconciler, tmux, ask_tmux);
     }
     tmux.kill_server();
 }
 
-fn measure(tasks: &Tasks, tmux: &Tmux, ask_tmux: bool) {
+fn measure(reconciler: &Reconciler, tmux: &Tmux, ask_tmux: bool) {
     let mut times = Vec::new();
     let mut spawns = Vec::new();
     for _ in 0..PASSES {
         let before = tmux.spawned();
         let t = Instant::now();
-        let pass = tasks.reconcile(ask_tmux).unwrap();
+        let pass = reconciler.pass(ask_tmux).unwrap();
         times.push(t.elapsed());
         spawns.push(tmux.spawned() - before);
         assert_eq!(

@@ -47,6 +47,8 @@ pub use http::serve::{serve, serve_with, Limits};
 pub struct AppState {
     pub config: Arc<Config>,
     pub tasks: Arc<tasks::Tasks>,
+    /// Keeps the records true to tmux (its passes run in the background).
+    pub reconciler: Arc<reconciler::Reconciler>,
     /// What the API reads: this node's records, or in a fleet every node's.
     pub view: Arc<dyn TaskView>,
     /// The fleet this node is part of (`TASKWIRE_NATS_URL`), if any.
@@ -172,6 +174,7 @@ impl AppState {
             config: Arc::new(config),
             tails: tasks::tails::TailsHub::new(tasks.clone()),
             view: tasks.clone(),
+            reconciler: reconciler::Reconciler::new(tasks.clone()),
             tasks,
             auth: Auth {
                 token: token.into(),
@@ -240,7 +243,7 @@ impl AppState {
     pub fn spawn_reconciler(&self) -> tokio::task::JoinHandle<()> {
         let waiting = tokio::spawn(waiting::run(self.tasks.clone(), self.shutdown.clone()));
         let reconciler = reconciler::run(
-            self.tasks.clone(),
+            self.reconciler.clone(),
             self.config.reconcile_every(),
             self.shutdown.clone(),
         );

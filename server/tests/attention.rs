@@ -71,7 +71,7 @@ async fn a_task_knows_where_to_report_and_its_token_moves_it_at_once() {
     assert_eq!(event["id"], json!(task.id));
     assert_eq!(event["message"], message);
     // It stays waiting: a reconcile pass does not take it back for being recent.
-    server.state.tasks.reconcile(true).unwrap();
+    server.state.reconciler.pass(true).unwrap();
     assert_eq!(
         server.task(&task.id).await.status,
         TaskStatus::WaitingForInput

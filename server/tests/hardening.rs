@@ -172,12 +172,12 @@ async fn a_removed_tmux_socket_leaves_tasks_running_and_is_recovered() {
     let path = socket_path(&fixture.socket);
     std::fs::remove_file(&path).unwrap();
     for _ in 0..3 {
-        let _ = server.state.tasks.reconcile(true);
+        let _ = server.state.reconciler.pass(true);
     }
     assert_eq!(server.task(&task.id).await.status, TaskStatus::Running);
     wait_until("tmux to recreate its socket", SOON, || path.exists()).await;
     assert!(session_exists(&fixture.socket, &task.id));
-    server.state.tasks.reconcile(true).unwrap();
+    server.state.reconciler.pass(true).unwrap();
     assert_eq!(server.task(&task.id).await.status, TaskStatus::Running);
 }
 
@@ -198,7 +198,7 @@ async fn a_kill_that_fails_leaves_the_task_live_and_says_so() {
     assert_eq!(server.task(&task.id).await.status, TaskStatus::Running);
 
     // Once the reconciler has had tmux recreate its socket, the kill goes through.
-    let _ = server.state.tasks.reconcile(true);
+    let _ = server.state.reconciler.pass(true);
     wait_until("tmux to recreate its socket", SOON, || path.exists()).await;
     let (status, body) = server.call(Method::POST, &kill, None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -231,7 +231,7 @@ async fn a_session_without_a_live_task_is_swept_and_live_ones_are_left_alone() {
             Instant::now() < deadline,
             "the orphan session is still there"
         );
-        server.state.tasks.reconcile(true).unwrap();
+        server.state.reconciler.pass(true).unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(session_exists(&fixture.socket, &task.id));

@@ -485,11 +485,11 @@ async fn concurrent_reconcile_passes_make_one_transition() {
     events.wait_for("ready", SOON).await;
     // Stop the wake-ups from reaching the background reconciler: run the passes ourselves.
     let task = server.create(json!({"command": "exit 4"})).await;
-    let tasks = server.state.tasks.clone();
+    let reconciler = server.state.reconciler.clone();
     let passes: Vec<_> = (0..8)
         .map(|_| {
-            let tasks = tasks.clone();
-            std::thread::spawn(move || tasks.reconcile(true).unwrap())
+            let reconciler = reconciler.clone();
+            std::thread::spawn(move || reconciler.pass(true).unwrap())
         })
         .collect();
     for pass in passes {

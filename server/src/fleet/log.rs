@@ -24,10 +24,14 @@ const RETRY_AFTER: Duration = Duration::from_millis(500);
 /// event's message id makes JetStream drop a second copy).
 pub async fn send_outbox(fleet: Arc<Fleet>, shutdown: CancellationToken) {
     loop {
-        let entries = fleet.outbox.oldest(256).unwrap_or_else(|e| {
-            tracing::error!("reading the outbox: {e}");
-            Vec::new()
-        });
+        let entries = match fleet.with_outbox(|o| o.oldest(256)).await {
+            Some(Ok(entries)) => entries,
+            Some(Err(e)) => {
+                tracing::error!("reading the outbox: {e}");
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
         let Some(last) = entries.last().map(|e| e.n) else {
             // A push since the read left a permit: this returns at once then.
             tokio::select! {
@@ -37,7 +41,7 @@ pub async fn send_outbox(fleet: Arc<Fleet>, shutdown: CancellationToken) {
         };
         match send_batch(&fleet, &entries).await {
             Ok(()) => {
-                if let Err(e) = fleet.outbox.remove_through(last) {
+                if let Some(Err(e)) = fleet.with_outbox(move |o| o.remove_through(last)).await {
                     tracing::error!("removing sent events from the outbox: {e}");
                 }
             }

@@ -161,7 +161,7 @@ impl Fleet {
         let weak = Arc::downgrade(self);
         self.tasks.broker.set_tap(Box::new(move |event| {
             if let Some(fleet) = weak.upgrade() {
-                fleet.outbox.push(event.name, &event.data);
+                fleet.outbox.push(event.name, event.data.clone());
                 if let Some(local) = fleet.local_broker() {
                     local.publish(event.name, event.data.clone());
                 }
@@ -184,7 +184,7 @@ impl Fleet {
             if view.get(&task.id) != Some(&task) {
                 self.outbox.push(
                     app::model::event::TASK_UPDATED,
-                    &crate::events::event::to_json(&task),
+                    crate::events::event::to_json(&task),
                 );
             }
         }
@@ -258,6 +258,17 @@ impl Fleet {
             }
         });
         Ok(())
+    }
+
+    /// Works with the outbox (SQLite) on a blocking thread.
+    async fn with_outbox<T: Send + 'static>(
+        self: &Arc<Self>,
+        read: impl FnOnce(&outbox::Outbox) -> T + Send + 'static,
+    ) -> Option<T> {
+        let fleet = self.clone();
+        tokio::task::spawn_blocking(move || read(&fleet.outbox))
+            .await
+            .ok()
     }
 
     /// How many of the view's tasks each node holds.

@@ -99,7 +99,7 @@ pub async fn watch(
             since = tokio::time::Instant::now();
             if connected {
                 fleet.reconnects.send_modify(|n| *n += 1);
-                waiting_at_return = fleet.outbox.newest();
+                waiting_at_return = fleet.with_outbox(|o| o.newest()).await.flatten();
             }
         }
         if since.elapsed() < SETTLE {
@@ -108,8 +108,9 @@ pub async fn watch(
         if !connected {
             fleet.go_local(replay, max_subscribers);
         } else if fleet
-            .outbox
-            .oldest_n()
+            .with_outbox(|o| o.oldest_n())
+            .await
+            .flatten()
             .is_none_or(|oldest| waiting_at_return.is_none_or(|mark| oldest > mark))
         {
             // Back once what happened meanwhile is in the stream.

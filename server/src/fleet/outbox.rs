@@ -1,8 +1,14 @@
-//! This node's events on their way to the fleet: written to SQLite as they are published
-//! (in order, under the broker's lock), removed once JetStream has them. A node without
-//! NATS keeps recording; the fleet gets the changes, in order, when NATS is back.
+//! This node's events on their way to the fleet: handed over in order as they are
+//! published (under the broker's lock, so only a channel send happens there), written to
+//! SQLite by a thread of their own, in the same order, and removed once JetStream has them.
+//! A node without NATS keeps recording; the fleet gets the changes, in order, when NATS is
+//! back. (An event still in the channel when the process dies is not lost to the fleet:
+//! its record is, and `Fleet::share_own_records` sends the records that differ at start.)
 
-use std::{path::Path, sync::Mutex};
+use std::{
+    path::Path,
+    sync::{mpsc, Arc, Mutex},
+};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::Notify;
@@ -10,12 +16,14 @@ use tokio::sync::Notify;
 use crate::sync::lock;
 
 pub struct Outbox {
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
+    /// To the writer thread.
+    queue: mpsc::Sender<(&'static str, String)>,
     /// This database's own id, in every message id: two nodes given the same name (or a
     /// data dir made anew) never have their events taken for each other's duplicates.
     pub instance: String,
-    /// Told of every new entry.
-    pub filled: Notify,
+    /// Told of every new entry once it is written.
+    pub filled: Arc<Notify>,
 }
 
 /// One event waiting for JetStream; `n` never repeats (it names the message, so a resend
@@ -27,10 +35,10 @@ pub struct Entry {
 }
 
 impl Outbox {
-    pub fn open(path: &Path) -> rusqlite::Result<Outbox> {
+    pub fn open(path: &Path) -> Result<Outbox, super::FleetError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        // As the store's connection (a per-connection setting): no fsync per event.
+        // As the store's connection (a per-connection setting).
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS outbox (
@@ -51,24 +59,24 @@ impl Outbox {
                 id
             }
         };
+        let conn = Arc::new(Mutex::new(conn));
+        let filled = Arc::new(Notify::new());
+        let (queue, queued) = mpsc::channel();
+        let (writer_conn, writer_filled) = (conn.clone(), filled.clone());
+        std::thread::Builder::new()
+            .name("taskwire-outbox".into())
+            .spawn(move || write_queued(&writer_conn, &writer_filled, &queued))?;
         Ok(Outbox {
-            conn: Mutex::new(conn),
+            conn,
+            queue,
             instance,
-            filled: Notify::new(),
+            filled,
         })
     }
 
-    pub fn push(&self, name: &str, data: &str) {
-        let conn = lock(&self.conn);
-        let pushed = conn.execute(
-            "INSERT INTO outbox (name, data) VALUES (?1, ?2)",
-            params![name, data],
-        );
-        drop(conn);
-        match pushed {
-            Ok(_) => self.filled.notify_one(),
-            Err(e) => tracing::error!("the fleet will miss a {name} event: {e}"),
-        }
+    /// Hands an event to the writer: never waits (it is called under the broker's lock).
+    pub fn push(&self, name: &'static str, data: String) {
+        let _ = self.queue.send((name, data));
     }
 
     /// The oldest entries, at most `limit`.
@@ -109,5 +117,32 @@ impl Outbox {
         let conn = lock(&self.conn);
         conn.execute("DELETE FROM outbox WHERE n <= ?1", [n])?;
         Ok(())
+    }
+}
+
+/// The writer thread: writes what is queued, in order, each burst in one transaction, until
+/// the outbox is gone.
+fn write_queued(
+    conn: &Mutex<Connection>,
+    filled: &Notify,
+    queued: &mpsc::Receiver<(&'static str, String)>,
+) {
+    while let Ok(first) = queued.recv() {
+        let burst: Vec<_> = std::iter::once(first).chain(queued.try_iter()).collect();
+        let mut conn = lock(conn);
+        let written = conn.transaction().and_then(|tx| {
+            for (name, data) in &burst {
+                tx.execute(
+                    "INSERT INTO outbox (name, data) VALUES (?1, ?2)",
+                    params![name, data],
+                )?;
+            }
+            tx.commit()
+        });
+        drop(conn);
+        match written {
+            Ok(()) => filled.notify_one(),
+            Err(e) => tracing::error!("the fleet will miss {} events: {e}", burst.len()),
+        }
     }
 }

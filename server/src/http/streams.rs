@@ -104,7 +104,10 @@ pub async fn output_stream(
         .and_then(|v| v.parse::<u64>().ok());
     let start = match (resume_at, query.from.as_deref()) {
         (Some(offset), _) => offset,
-        (None, Some("live")) => std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+        (None, Some("live")) => tokio::fs::metadata(&path)
+            .await
+            .map(|m| m.len())
+            .unwrap_or(0),
         _ => 0,
     };
     let tasks = state.tasks.clone();
@@ -126,7 +129,8 @@ pub async fn output_stream(
                 terminal = is_finished(&tasks, &id).await;
                 look_at_record = false;
             }
-            let grown = std::fs::metadata(&path).is_ok_and(|m| m.len() > offset);
+            // On a blocking thread, as every file look-up (five times a second per stream).
+            let grown = tokio::fs::metadata(&path).await.is_ok_and(|m| m.len() > offset);
             let mut drained = true;
             if grown {
                 if let Ok(bytes) = read_from(&path, offset).await {

@@ -6,7 +6,7 @@ use std::{
     collections::{HashMap, HashSet},
     os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::PathBuf,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard},
     time::{Duration, SystemTime},
 };
 
@@ -24,7 +24,7 @@ use crate::{
 
 use self::{
     procfs::{PaneProcess, Verdict},
-    runtime::{Listing, PaneState, Tmux},
+    runtime::Tmux,
     store::{Outcome, Store},
 };
 
@@ -41,9 +41,6 @@ pub mod waiting;
 pub const MAX_NAME_CHARS: usize = 100;
 /// The longest message a program may leave on its task.
 pub const MAX_MESSAGE_CHARS: usize = 500;
-
-/// How long a dead pane may go without an exit status before it is recorded as failed.
-const UNSETTLED_LIMIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, PartialEq)]
 pub enum TaskError {
@@ -66,14 +63,6 @@ impl From<rusqlite::Error> for TaskError {
 
 pub type TaskResult<T> = Result<T, TaskError>;
 
-/// What one reconcile pass did.
-#[derive(Debug, Default)]
-pub struct Pass {
-    pub transitions: usize,
-    /// Some exit was seen but not yet complete; another pass (asking tmux) should follow soon.
-    pub unsettled: bool,
-}
-
 pub struct NewCommand {
     pub command: String,
     pub name: Option<String>,
@@ -81,6 +70,10 @@ pub struct NewCommand {
     pub prompt: Option<String>,
 }
 
+/// Every task of this node. Its locks, where one is taken while another is held, are taken
+/// in one order: `sessions_changing` → `store` → the broker's ring (in `publish`, which
+/// also hands the event to the broker's tap). The other mutexes here are leaves: nothing
+/// is locked, and no process or file is waited for, while one is held.
 pub struct Tasks {
     store: Mutex<Store>,
     pub runtime: Tmux,
@@ -91,8 +84,6 @@ pub struct Tasks {
     pub node: String,
     /// Wakes the reconciler for a pass now (a task was created, a pane died).
     pub reconcile_now: Notify,
-    /// Dead panes whose exit status is not known yet, and since when.
-    unsettled: Mutex<HashMap<String, std::time::Instant>>,
     /// The terminal models of live tasks whose tails are being read (`output`).
     screens: Mutex<HashMap<String, screen::Screen>>,
     /// Panes' sizes as tmux last reported them (viewers of a terminal may resize a pane).
@@ -107,15 +98,10 @@ pub struct Tasks {
     /// Tasks whose session is being started or killed: the reconciler leaves them alone
     /// (a session not there yet, or just gone, is not one that vanished).
     in_flight: Mutex<HashSet<String>>,
-    /// What the last pass asking tmux saw that the next one must confirm before acting:
-    /// no tmux server at all, and sessions without a live task.
-    suspects: Mutex<Suspects>,
-}
-
-#[derive(Default)]
-struct Suspects {
-    no_server: bool,
-    orphans: HashSet<String>,
+    /// Held shared while a task's session is started or killed, and exclusively by a
+    /// reconcile pass while it reads the live tasks, the panes and `in_flight`: so what the
+    /// pass sees of a task is all from before its start (or kill) or all from after it.
+    sessions_changing: RwLock<()>,
 }
 
 impl Tasks {
@@ -138,14 +124,13 @@ impl Tasks {
             idle_waiting,
             node,
             reconcile_now: Notify::new(),
-            unsettled: Mutex::default(),
             screens: Mutex::default(),
             pane_sizes: Mutex::default(),
             pane_processes: Mutex::default(),
             verdicts: Mutex::default(),
             in_flight: Mutex::default(),
             base_url: Mutex::new("http://127.0.0.1:3000".into()),
-            suspects: Mutex::default(),
+            sessions_changing: RwLock::new(()),
         }
     }
 
@@ -160,6 +145,13 @@ impl Tasks {
 
     fn store(&self) -> MutexGuard<'_, Store> {
         lock(&self.store)
+    }
+
+    /// Held while a session is started or killed (see `sessions_changing`).
+    fn sessions_changing(&self) -> RwLockReadGuard<'_, ()> {
+        self.sessions_changing
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn output_path(&self, id: &str) -> PathBuf {
@@ -262,6 +254,7 @@ impl Tasks {
             ("TASKWIRE_TASK_TOKEN", token.clone()),
         ];
         // Until its session exists, the reconciler must not take the task for vanished.
+        let _starting = self.sessions_changing();
         lock(&self.in_flight).insert(id.clone());
         let inserted = self.store().insert(&task, &token);
         if let Err(e) = inserted {
@@ -400,6 +393,7 @@ impl Tasks {
                 task.status.as_str()
             )));
         }
+        let killing = self.sessions_changing();
         lock(&self.in_flight).insert(id.to_string());
         let killed = self.kill_session(id);
         let outcome = Outcome {
@@ -410,6 +404,7 @@ impl Tasks {
         let recorded =
             killed.and_then(|()| self.transition(id, &live, TaskStatus::Killed, outcome));
         lock(&self.in_flight).remove(id);
+        drop(killing);
         match recorded? {
             Some(task) => Ok(task),
             None => {
@@ -513,201 +508,6 @@ impl Tasks {
         Ok(())
     }
 
-    /// One reconcile pass. Every pass reads files only: the exit status the task's wrapper
-    /// wrote, and the output file's time for activity. With `ask_tmux` it also makes one
-    /// `tmux list-panes` call for all tasks, which finds sessions that vanished or panes that
-    /// died without a recorded status. (tmux 3.3 answers any command slowly when it holds
-    /// many sessions, about 35 ms at 1,000, so the reconciler asks it only now and then.)
-    pub fn reconcile(&self, ask_tmux: bool) -> TaskResult<Pass> {
-        let mut pass = Pass::default();
-        let live = self.store().list_live()?;
-        let panes = if ask_tmux {
-            let panes = self.panes_seen_twice()?;
-            if let Some(panes) = &panes {
-                self.note_panes(panes);
-                self.sweep_orphans(panes)?;
-            }
-            panes
-        } else {
-            None
-        };
-        let in_flight = lock(&self.in_flight).clone();
-        let live: Vec<Task> = live
-            .into_iter()
-            .filter(|t| !in_flight.contains(&t.id))
-            .collect();
-        if live.is_empty() {
-            return Ok(pass);
-        }
-        let now = SystemTime::now();
-        let verdicts = lock(&self.verdicts).clone();
-        let reporting = self.store().reporting_ids()?;
-        let mut finished_sessions = Vec::new();
-        for task in live {
-            let pane = panes.as_ref().map(|panes| panes.get(&task.id));
-            let (to, outcome) = match (self.recorded_exit(&task.id), pane) {
-                (Some(code), _) => exit_outcome(code),
-                (None, Some(None)) => (
-                    TaskStatus::Error,
-                    Outcome {
-                        error: Some("the tmux session disappeared".into()),
-                        at: now_text(),
-                        ..Outcome::default()
-                    },
-                ),
-                (None, Some(Some(pane))) if pane.dead => match tmux_exit_code(pane) {
-                    Some(code) => exit_outcome(code),
-                    // The status may still be on its way: look again shortly, for a while.
-                    None if self.unsettled_for(&task.id) < UNSETTLED_LIMIT => {
-                        pass.unsettled = true;
-                        continue;
-                    }
-                    // Nothing recorded how it ended (its wrapper shell was killed too).
-                    None => (
-                        TaskStatus::Failed,
-                        Outcome {
-                            error: Some("the task ended without an exit status".into()),
-                            at: now_text(),
-                            ..Outcome::default()
-                        },
-                    ),
-                },
-                _ => {
-                    let activity = self.observed_activity(&task);
-                    let recorded =
-                        parse_time(&task.last_activity_at).unwrap_or(SystemTime::UNIX_EPOCH);
-                    let quiet = now.duration_since(activity).unwrap_or_default();
-                    // Silence means waiting only for a program that neither `/proc` nor
-                    // its own reports can speak for.
-                    let judged_by_silence = !reporting.contains(&task.id)
-                        && verdicts.get(&task.id).is_none_or(|v| *v == Verdict::Unsure);
-                    let to = match task.status {
-                        // Waiting (it said so, or went quiet) until it prints again: a
-                        // program that reported waiting a moment ago is not quiet for long.
-                        // One reading its terminal echoes what is typed, and waits on.
-                        TaskStatus::WaitingForInput
-                            if activity > recorded
-                                && task.waiting_reason != Some(WaitingReason::Terminal) =>
-                        {
-                            TaskStatus::Running
-                        }
-                        TaskStatus::Running if quiet >= self.idle_waiting && judged_by_silence => {
-                            TaskStatus::WaitingForInput
-                        }
-                        _ => continue,
-                    };
-                    // Input recorded since the snapshot wins over "it has been quiet".
-                    let outcome = Outcome {
-                        at: time_text(activity),
-                        if_activity_was: Some(task.last_activity_at.clone()),
-                        waiting_reason: Some(WaitingReason::Quiet),
-                        if_reason_was: task.waiting_reason,
-                        ..Outcome::default()
-                    };
-                    (to, outcome)
-                }
-            };
-            if self
-                .transition(&task.id, &[task.status], to, outcome)?
-                .is_some()
-            {
-                pass.transitions += 1;
-                // A finished program's dead pane has nothing more to tell (a vanished
-                // session is already gone). Only the pass that recorded the end removes it.
-                if matches!(to, TaskStatus::Completed | TaskStatus::Failed) {
-                    finished_sessions.push(task.id.clone());
-                }
-            }
-        }
-        if !finished_sessions.is_empty() {
-            if let Err(e) = self.runtime.kill_sessions(&finished_sessions) {
-                tracing::debug!("removing finished sessions: {e}");
-            }
-        }
-        Ok(pass)
-    }
-
-    /// The panes tmux lists, an empty list only when no tmux server has run on two passes in
-    /// a row, `None` when this pass must not conclude anything (tmux could not be reached,
-    /// or the server seemed gone for the first time). Ending every live task is for a server
-    /// that is really gone, never for a socket that could not be reached once.
-    fn panes_seen_twice(&self) -> TaskResult<Option<HashMap<String, PaneState>>> {
-        let listing = match self.runtime.list_panes() {
-            Ok(listing) => listing,
-            Err(e) => {
-                tracing::warn!("asking tmux for the panes: {e}");
-                return Ok(None);
-            }
-        };
-        let mut suspects = lock(&self.suspects);
-        match listing {
-            Listing::Panes(panes) => {
-                suspects.no_server = false;
-                Ok(Some(panes))
-            }
-            Listing::NoServer if suspects.no_server => Ok(Some(HashMap::new())),
-            Listing::NoServer => {
-                suspects.no_server = true;
-                Ok(None)
-            }
-        }
-    }
-
-    /// Kills `tw-*` sessions that have no live task (a record deleted or ended while its
-    /// session survived), once two passes asking tmux in a row have seen them so.
-    fn sweep_orphans(&self, panes: &HashMap<String, PaneState>) -> TaskResult<()> {
-        // Read after the panes: a task whose session is in the list was recorded before it.
-        let live: HashSet<String> = self
-            .store()
-            .list_live()?
-            .into_iter()
-            .map(|t| t.id)
-            .collect();
-        let in_flight = lock(&self.in_flight).clone();
-        let orphans: HashSet<String> = panes
-            .keys()
-            .filter(|id| !live.contains(*id) && !in_flight.contains(*id))
-            .cloned()
-            .collect();
-        let mut suspects = lock(&self.suspects);
-        let confirmed: Vec<String> = orphans.intersection(&suspects.orphans).cloned().collect();
-        suspects.orphans = orphans;
-        drop(suspects);
-        if !confirmed.is_empty() {
-            tracing::warn!("removing tmux sessions without a live task: {confirmed:?}");
-            if let Err(e) = self.runtime.kill_sessions(&confirmed) {
-                tracing::warn!("removing orphan sessions: {e}");
-            }
-        }
-        Ok(())
-    }
-
-    /// Keeps the panes' sizes for their terminal models (a viewer may have resized one),
-    /// and their processes for the waiting passes (a task started before a restart).
-    fn note_panes(&self, panes: &HashMap<String, PaneState>) {
-        let mut sizes = lock(&self.pane_sizes);
-        for (id, pane) in panes {
-            if pane.size.cols > 0 && pane.size.rows > 0 {
-                sizes.insert(id.clone(), pane.size);
-            }
-        }
-        drop(sizes);
-        let mut processes = lock(&self.pane_processes);
-        for (id, pane) in panes {
-            if let (Some(process), false) = (&pane.process, pane.dead) {
-                processes.insert(id.clone(), process.clone());
-            }
-        }
-    }
-
-    /// How long a dead pane has been waiting for its exit status.
-    fn unsettled_for(&self, id: &str) -> Duration {
-        let mut unsettled = lock(&self.unsettled);
-        let now = std::time::Instant::now();
-        unsettled.retain(|_, since| now.duration_since(*since) < UNSETTLED_LIMIT * 2);
-        now.duration_since(*unsettled.entry(id.to_string()).or_insert(now))
-    }
-
     /// The later of the recorded activity (input, transitions) and the output file's mtime.
     fn observed_activity(&self, task: &Task) -> SystemTime {
         let recorded = parse_time(&task.last_activity_at).unwrap_or(SystemTime::UNIX_EPOCH);
@@ -761,28 +561,6 @@ impl Tasks {
             }
         }
     }
-}
-
-/// What tmux knows of how a dead pane's program ended: a signal as 128 + signal, as shells
-/// report it.
-fn tmux_exit_code(pane: &PaneState) -> Option<i32> {
-    pane.exit_signal.map(|s| 128 + s).or(pane.exit_status)
-}
-
-fn exit_outcome(code: i32) -> (TaskStatus, Outcome) {
-    let status = if code == 0 {
-        TaskStatus::Completed
-    } else {
-        TaskStatus::Failed
-    };
-    (
-        status,
-        Outcome {
-            exit_code: Some(code),
-            at: now_text(),
-            ..Outcome::default()
-        },
-    )
 }
 
 /// The user's shell runs the commands, so their aliases and syntax work as in a terminal.
@@ -854,7 +632,7 @@ pub fn time_text(at: SystemTime) -> String {
     DateTime::<Utc>::from(at).to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn parse_time(text: &str) -> Option<SystemTime> {
+pub(crate) fn parse_time(text: &str) -> Option<SystemTime> {
     DateTime::parse_from_rfc3339(text)
         .ok()
         .map(SystemTime::from)

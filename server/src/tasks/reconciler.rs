@@ -4,14 +4,27 @@
 //! and every `RECONCILE_SECS` as a safety net that also notices output going quiet.
 //!
 //! Timed passes read files only; every `TMUX_CHECK_EVERY`th one, and every pass that was
-//! woken up, also asks tmux (one process for all tasks).
+//! woken up, also asks tmux (one process for all tasks). Every change a pass makes goes
+//! through `Tasks` (conditional status writes: a pass never undoes a change it did not see).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime},
+};
 
+use app::model::{Task, TaskStatus, WaitingReason};
 use notify::{RecursiveMode, Watcher};
 use tokio_util::sync::CancellationToken;
 
-use crate::tasks::Tasks;
+use super::{
+    now_text, parse_time,
+    procfs::Verdict,
+    runtime::{Listing, PaneState},
+    store::Outcome,
+    time_text, TaskResult, Tasks,
+};
+use crate::sync::lock;
 
 /// Every how many timed passes one also asks tmux.
 const TMUX_CHECK_EVERY: u32 = 6;
@@ -19,8 +32,305 @@ const TMUX_CHECK_EVERY: u32 = 6;
 /// How soon to look again at an exit tmux has not finished reporting.
 const UNSETTLED_RETRY: Duration = Duration::from_millis(20);
 
+/// How long a dead pane may go without an exit status before it is recorded as failed.
+const UNSETTLED_LIMIT: Duration = Duration::from_secs(2);
+
+/// What one reconcile pass did.
+#[derive(Debug, Default)]
+pub struct Pass {
+    pub transitions: usize,
+    /// Some exit was seen but not yet complete; another pass (asking tmux) should follow soon.
+    pub unsettled: bool,
+}
+
+/// The passes and what they remember between them.
+pub struct Reconciler {
+    tasks: Arc<Tasks>,
+    /// Dead panes whose exit status is not known yet, and since when.
+    unsettled: Mutex<HashMap<String, Instant>>,
+    /// What the last pass asking tmux saw that the next one must confirm before acting:
+    /// no tmux server at all, and sessions without a live task.
+    suspects: Mutex<Suspects>,
+}
+
+#[derive(Default)]
+struct Suspects {
+    no_server: bool,
+    orphans: HashSet<String>,
+}
+
+impl Reconciler {
+    pub fn new(tasks: Arc<Tasks>) -> Arc<Reconciler> {
+        Arc::new(Reconciler {
+            tasks,
+            unsettled: Mutex::default(),
+            suspects: Mutex::default(),
+        })
+    }
+
+    /// One reconcile pass. Every pass reads files only: the exit status the task's wrapper
+    /// wrote, and the output file's time for activity. With `ask_tmux` it also makes one
+    /// `tmux list-panes` call for all tasks, which finds sessions that vanished or panes that
+    /// died without a recorded status. (tmux 3.3 answers any command slowly when it holds
+    /// many sessions, about 35 ms at 1,000, so the reconciler asks it only now and then.)
+    pub fn pass(&self, ask_tmux: bool) -> TaskResult<Pass> {
+        let tasks = &self.tasks;
+        let (live, panes) = self.look(ask_tmux)?;
+        let mut pass = Pass::default();
+        if live.is_empty() {
+            return Ok(pass);
+        }
+        let quiet = QuietRule {
+            now: SystemTime::now(),
+            idle_waiting: tasks.idle_waiting,
+            verdicts: lock(&tasks.verdicts).clone(),
+            reporting: tasks.store().reporting_ids()?,
+        };
+        let mut finished_sessions = Vec::new();
+        for task in live {
+            let pane = panes.as_ref().map(|panes| panes.get(&task.id));
+            let judged = match self.judge_end(&task, pane, &mut pass) {
+                Some(end) => Some(end),
+                None => quiet.judge(tasks, &task),
+            };
+            let Some((to, outcome)) = judged else {
+                continue;
+            };
+            if tasks
+                .transition(&task.id, &[task.status], to, outcome)?
+                .is_some()
+            {
+                pass.transitions += 1;
+                // A finished program's dead pane has nothing more to tell (a vanished
+                // session is already gone). Only the pass that recorded the end removes it.
+                if matches!(to, TaskStatus::Completed | TaskStatus::Failed) {
+                    finished_sessions.push(task.id.clone());
+                }
+            }
+        }
+        if !finished_sessions.is_empty() {
+            if let Err(e) = tasks.runtime.kill_sessions(&finished_sessions) {
+                tracing::debug!("removing finished sessions: {e}");
+            }
+        }
+        Ok(pass)
+    }
+
+    /// The live tasks to judge (none whose session is being started or killed) and, with
+    /// `ask_tmux`, the panes; orphan sessions swept. All read while no session is being
+    /// started or killed: a task recorded before its session exists, or whose session was
+    /// just killed, is never taken for one whose session vanished.
+    fn look(&self, ask_tmux: bool) -> TaskResult<(Vec<Task>, Option<HashMap<String, PaneState>>)> {
+        let tasks = &self.tasks;
+        let _no_starts = tasks
+            .sessions_changing
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let live = tasks.store().list_live()?;
+        let panes = if ask_tmux {
+            self.panes_seen_twice()
+        } else {
+            None
+        };
+        if let Some(panes) = &panes {
+            self.note_panes(panes);
+            self.sweep_orphans(&live, panes);
+        }
+        let in_flight = lock(&tasks.in_flight).clone();
+        let live = live
+            .into_iter()
+            .filter(|t| !in_flight.contains(&t.id))
+            .collect();
+        Ok((live, panes))
+    }
+
+    /// How a task ended, if it did: its recorded exit status, its session gone, or its
+    /// dead pane's status; `None` while it runs (or its end is still being reported).
+    fn judge_end(
+        &self,
+        task: &Task,
+        pane: Option<Option<&PaneState>>,
+        pass: &mut Pass,
+    ) -> Option<(TaskStatus, Outcome)> {
+        match (self.tasks.recorded_exit(&task.id), pane) {
+            (Some(code), _) => Some(exit_outcome(code)),
+            (None, Some(None)) => Some(ended(TaskStatus::Error, "the tmux session disappeared")),
+            (None, Some(Some(pane))) if pane.dead => match tmux_exit_code(pane) {
+                Some(code) => Some(exit_outcome(code)),
+                // The status may still be on its way: look again shortly, for a while.
+                None if self.unsettled_for(&task.id) < UNSETTLED_LIMIT => {
+                    pass.unsettled = true;
+                    None
+                }
+                // Nothing recorded how it ended (its wrapper shell was killed too).
+                None => Some(ended(
+                    TaskStatus::Failed,
+                    "the task ended without an exit status",
+                )),
+            },
+            _ => None,
+        }
+    }
+
+    /// The panes tmux lists, an empty list only when no tmux server has run on two passes in
+    /// a row, `None` when this pass must not conclude anything (tmux could not be reached,
+    /// or the server seemed gone for the first time). Ending every live task is for a server
+    /// that is really gone, never for a socket that could not be reached once.
+    fn panes_seen_twice(&self) -> Option<HashMap<String, PaneState>> {
+        let listing = match self.tasks.runtime.list_panes() {
+            Ok(listing) => listing,
+            Err(e) => {
+                tracing::warn!("asking tmux for the panes: {e}");
+                return None;
+            }
+        };
+        let mut suspects = lock(&self.suspects);
+        match listing {
+            Listing::Panes(panes) => {
+                suspects.no_server = false;
+                Some(panes)
+            }
+            Listing::NoServer if suspects.no_server => Some(HashMap::new()),
+            Listing::NoServer => {
+                suspects.no_server = true;
+                None
+            }
+        }
+    }
+
+    /// Kills `tw-*` sessions that have no live task (a record deleted or ended while its
+    /// session survived), once two passes asking tmux in a row have seen them so. `live`
+    /// was read with the panes, while no session was being started.
+    fn sweep_orphans(&self, live: &[Task], panes: &HashMap<String, PaneState>) {
+        let live: HashSet<&str> = live.iter().map(|t| t.id.as_str()).collect();
+        let in_flight = lock(&self.tasks.in_flight).clone();
+        let orphans: HashSet<String> = panes
+            .keys()
+            .filter(|id| !live.contains(id.as_str()) && !in_flight.contains(*id))
+            .cloned()
+            .collect();
+        let mut suspects = lock(&self.suspects);
+        let confirmed: Vec<String> = orphans.intersection(&suspects.orphans).cloned().collect();
+        suspects.orphans = orphans;
+        drop(suspects);
+        if !confirmed.is_empty() {
+            tracing::warn!("removing tmux sessions without a live task: {confirmed:?}");
+            if let Err(e) = self.tasks.runtime.kill_sessions(&confirmed) {
+                tracing::warn!("removing orphan sessions: {e}");
+            }
+        }
+    }
+
+    /// Keeps the panes' sizes for their terminal models (a viewer may have resized one),
+    /// and their processes for the waiting passes (a task started before a restart).
+    fn note_panes(&self, panes: &HashMap<String, PaneState>) {
+        let mut sizes = lock(&self.tasks.pane_sizes);
+        for (id, pane) in panes {
+            if pane.size.cols > 0 && pane.size.rows > 0 {
+                sizes.insert(id.clone(), pane.size);
+            }
+        }
+        drop(sizes);
+        let mut processes = lock(&self.tasks.pane_processes);
+        for (id, pane) in panes {
+            if let (Some(process), false) = (&pane.process, pane.dead) {
+                processes.insert(id.clone(), process.clone());
+            }
+        }
+    }
+
+    /// How long a dead pane has been waiting for its exit status.
+    fn unsettled_for(&self, id: &str) -> Duration {
+        let mut unsettled = lock(&self.unsettled);
+        let now = Instant::now();
+        unsettled.retain(|_, since| now.duration_since(*since) < UNSETTLED_LIMIT * 2);
+        now.duration_since(*unsettled.entry(id.to_string()).or_insert(now))
+    }
+}
+
+/// Output and silence, for a live task whose end was not seen: a waiting task that prints
+/// runs again, a program nothing else speaks for that stays quiet waits.
+struct QuietRule {
+    now: SystemTime,
+    idle_waiting: Duration,
+    verdicts: HashMap<String, Verdict>,
+    reporting: HashSet<String>,
+}
+
+impl QuietRule {
+    fn judge(&self, tasks: &Tasks, task: &Task) -> Option<(TaskStatus, Outcome)> {
+        let activity = tasks.observed_activity(task);
+        let recorded = parse_time(&task.last_activity_at).unwrap_or(SystemTime::UNIX_EPOCH);
+        let quiet = self.now.duration_since(activity).unwrap_or_default();
+        // Silence means waiting only for a program that neither `/proc` nor its own
+        // reports can speak for.
+        let judged_by_silence = !self.reporting.contains(&task.id)
+            && self
+                .verdicts
+                .get(&task.id)
+                .is_none_or(|v| *v == Verdict::Unsure);
+        let to = match task.status {
+            // Waiting (it said so, or went quiet) until it prints again: a program that
+            // reported waiting a moment ago is not quiet for long. One reading its
+            // terminal echoes what is typed, and waits on.
+            TaskStatus::WaitingForInput
+                if activity > recorded && task.waiting_reason != Some(WaitingReason::Terminal) =>
+            {
+                TaskStatus::Running
+            }
+            TaskStatus::Running if quiet >= self.idle_waiting && judged_by_silence => {
+                TaskStatus::WaitingForInput
+            }
+            _ => return None,
+        };
+        // Input recorded since the snapshot wins over "it has been quiet".
+        let outcome = Outcome {
+            at: time_text(activity),
+            if_activity_was: Some(task.last_activity_at.clone()),
+            waiting_reason: Some(WaitingReason::Quiet),
+            if_reason_was: task.waiting_reason,
+            ..Outcome::default()
+        };
+        Some((to, outcome))
+    }
+}
+
+/// What tmux knows of how a dead pane's program ended: a signal as 128 + signal, as shells
+/// report it.
+fn tmux_exit_code(pane: &PaneState) -> Option<i32> {
+    pane.exit_signal.map(|s| 128 + s).or(pane.exit_status)
+}
+
+fn exit_outcome(code: i32) -> (TaskStatus, Outcome) {
+    let status = if code == 0 {
+        TaskStatus::Completed
+    } else {
+        TaskStatus::Failed
+    };
+    (
+        status,
+        Outcome {
+            exit_code: Some(code),
+            at: now_text(),
+            ..Outcome::default()
+        },
+    )
+}
+
+fn ended(status: TaskStatus, error: &str) -> (TaskStatus, Outcome) {
+    (
+        status,
+        Outcome {
+            error: Some(error.into()),
+            at: now_text(),
+            ..Outcome::default()
+        },
+    )
+}
+
 /// Runs passes until `shutdown`. Passes never overlap: they run on this one task.
-pub async fn run(tasks: Arc<Tasks>, every: Duration, shutdown: CancellationToken) {
+pub async fn run(reconciler: Arc<Reconciler>, every: Duration, shutdown: CancellationToken) {
+    let tasks = reconciler.tasks.clone();
     let _watcher = watch_wake_file(&tasks);
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -28,19 +338,18 @@ pub async fn run(tasks: Arc<Tasks>, every: Duration, shutdown: CancellationToken
     let mut ask_tmux = true;
     let mut timed_passes = 0u32;
     loop {
-        let pass_tasks = tasks.clone();
-        let unsettled =
-            match tokio::task::spawn_blocking(move || pass_tasks.reconcile(ask_tmux)).await {
-                Ok(Ok(pass)) => pass.unsettled,
-                Ok(Err(e)) => {
-                    tracing::warn!("reconcile pass failed: {e:?}");
-                    false
-                }
-                Err(e) => {
-                    tracing::error!("reconcile pass panicked: {e}");
-                    false
-                }
-            };
+        let passes = reconciler.clone();
+        let unsettled = match tokio::task::spawn_blocking(move || passes.pass(ask_tmux)).await {
+            Ok(Ok(pass)) => pass.unsettled,
+            Ok(Err(e)) => {
+                tracing::warn!("reconcile pass failed: {e:?}");
+                false
+            }
+            Err(e) => {
+                tracing::error!("reconcile pass panicked: {e}");
+                false
+            }
+        };
         let soon = tokio::time::sleep(if unsettled { UNSETTLED_RETRY } else { every });
         ask_tmux = tokio::select! {
             _ = shutdown.cancelled() => return,
