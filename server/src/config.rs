@@ -63,7 +63,7 @@ pub struct Config {
 
     /// Where to POST `{"event": "task.status", "task", "url"}` when a task starts waiting for
     /// input, fails or completes (retried with backoff; never delays anything else).
-    #[arg(long, env = "TASKWIRE_NOTIFY_URL")]
+    #[arg(long, env = "TASKWIRE_NOTIFY_URL", hide_env_values = true)]
     pub notify_url: Option<String>,
 
     /// Host names the server answers to, besides localhost and the listen address (a
@@ -73,11 +73,11 @@ pub struct Config {
 
     /// A NATS server with JetStream: this taskwire becomes one node of a fleet (see the
     /// README). Without it, a single node on SQLite and the in-process broker.
-    #[arg(long, env = "TASKWIRE_NATS_URL")]
+    #[arg(long, env = "TASKWIRE_NATS_URL", hide_env_values = true)]
     pub nats_url: Option<String>,
 
     /// A NATS credentials file, for a NATS server that asks for one.
-    #[arg(long, env = "TASKWIRE_NATS_CREDS")]
+    #[arg(long, env = "TASKWIRE_NATS_CREDS", hide_env_values = true)]
     pub nats_creds: Option<PathBuf>,
 
     /// This node's name (letters, digits, `-` and `_`); the host name by default.
@@ -211,5 +211,13 @@ impl Config {
 
     pub fn reconcile_every(&self) -> Duration {
         Duration::from_secs(self.reconcile_secs.max(1))
+    }
+}
+
+/// `url` with any `user:password@` replaced by `…@`, for messages and logs.
+pub fn without_credentials(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}…{}", &url[..scheme + 3], &url[at..]),
+        _ => url.to_string(),
     }
 }

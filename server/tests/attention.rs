@@ -107,6 +107,11 @@ async fn state_reports_with_the_wrong_token_or_body_are_refused_and_change_nothi
     );
     let (status, _) = report(&server, &first.id, "not-a-token", waiting.clone()).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    // A task's token does not tell which ids exist: no such task gets the same answer.
+    let (status, body) = report(&server, "nosuchid", &first_token, waiting.clone()).await;
+    let (_, other) = report(&server, &second.id, &first_token, waiting.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body, other);
     let (status, _) = report(&server, &first.id, &first_token, json!({"state": "asleep"})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let long = json!({"state": "waiting-for-input", "message": "x".repeat(501)});

@@ -188,6 +188,9 @@ async fn a_kill_that_fails_leaves_the_task_live_and_says_so() {
     let task = server.create(json!({"command": "sleep 600"})).await;
     let path = socket_path(&fixture.socket);
     std::fs::remove_file(&path).unwrap();
+    // A directory in its place: a background pass that asks tmux to recreate its socket
+    // (as it should) cannot, until the test allows it.
+    std::fs::create_dir(&path).unwrap();
     let kill = format!("/api/tasks/{}/kill", task.id);
     let (status, body) = server.call(Method::POST, &kill, None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
@@ -198,6 +201,7 @@ async fn a_kill_that_fails_leaves_the_task_live_and_says_so() {
     assert_eq!(server.task(&task.id).await.status, TaskStatus::Running);
 
     // Once the reconciler has had tmux recreate its socket, the kill goes through.
+    std::fs::remove_dir(&path).unwrap();
     let _ = server.state.reconciler.pass(true);
     wait_until("tmux to recreate its socket", SOON, || path.exists()).await;
     let (status, body) = server.call(Method::POST, &kill, None).await;
@@ -439,9 +443,34 @@ async fn the_session_cookie_is_not_the_token_and_signing_out_revokes_it() {
     let planted = format!("taskwire_session=planted; {session}");
     assert_eq!(list_with_cookie(&server, &planted).await, StatusCode::OK);
 
+    // Thousands of planted cookies cost no more than a few: only the first few are looked
+    // at, so ours, behind 10,000 planted ones, is not reached.
+    let many: String = (0..10_000).map(|_| "taskwire_session=x; ").collect();
+    assert_eq!(
+        list_with_cookie(&server, &format!("{many}{session}")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let few = "taskwire_session=x; ".repeat(3);
+    assert_eq!(
+        list_with_cookie(&server, &format!("{few}{session}")).await,
+        StatusCode::OK
+    );
+
+    // A form on another origin (another port of this host) cannot sign the person out.
+    let foreign = no_redirects()
+        .post(server.url("/logout"))
+        .header("cookie", &session)
+        .header("origin", "http://127.0.0.1:1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
+    assert_eq!(list_with_cookie(&server, &session).await, StatusCode::OK);
+
     let out = no_redirects()
         .post(server.url("/logout"))
         .header("cookie", &session)
+        .header("origin", server.base.clone())
         .send()
         .await
         .unwrap();

@@ -95,10 +95,10 @@ impl Fleet {
         if let Some(creds) = &config.nats_creds {
             options = options.credentials_file(creds).await?;
         }
-        let client = options
-            .connect(url)
-            .await
-            .map_err(|e| format!("cannot reach NATS at {url}: {e}"))?;
+        let client = options.connect(url).await.map_err(|e| {
+            let url = crate::config::without_credentials(url);
+            format!("cannot reach NATS at {url}: {e}")
+        })?;
         let jetstream = jetstream::new(client.clone());
         let mut stream = jetstream
             .get_or_create_stream(jetstream::stream::Config {

@@ -131,7 +131,7 @@ fn decode(frame: &[u8]) -> Option<Message> {
 /// and relayed to the owner.
 pub async fn relay(fleet: Arc<Fleet>, task: Task, request: Request) -> Response {
     let (mut parts, _) = request.into_parts();
-    if !terminal::same_origin(&parts.headers) {
+    if !crate::http::guard::same_origin(&parts.headers) {
         return error_response(
             StatusCode::FORBIDDEN,
             "a terminal opens only from the dashboard's own origin",

@@ -329,9 +329,11 @@ async fn may_report(
     let bearer = auth::bearer(headers).map(str::to_string);
     if let Some(token) = bearer.filter(|t| !state.auth.is_master_token(t)) {
         let lookup = id.to_string();
+        // No such task and another task's token get the same answer: a token does not
+        // tell which ids exist.
         return match blocking(state, move |tasks| tasks.task_token(&lookup)).await {
             Ok(own) if auth::constant_time_eq(&own, &token) => Ok(()),
-            Ok(_) => Err(error_response(
+            Ok(_) | Err(ApiError(StatusCode::NOT_FOUND, _)) => Err(error_response(
                 StatusCode::FORBIDDEN,
                 "this token is not this task's token",
             )),

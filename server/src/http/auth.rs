@@ -55,8 +55,13 @@ enum Credential {
     Cookie,
 }
 
-/// The values of every cookie named `taskwire_session`: a page on the same host may have
-/// planted one of its own (with a longer path, so it comes first), and ours must still count.
+/// How many `taskwire_session` cookies of one request are looked at: enough for a few
+/// planted beside ours, and a request with thousands costs no more than one with a few.
+const MAX_SESSION_COOKIES: usize = 4;
+
+/// The values of the first `MAX_SESSION_COOKIES` cookies named `taskwire_session`: a page
+/// on the same host may have planted one of its own (with a longer path, so it comes
+/// first), and ours must still count.
 fn session_cookies(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(header::COOKIE)
@@ -66,6 +71,7 @@ fn session_cookies(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .filter_map(|pair| pair.trim().split_once('='))
         .filter(|(name, _)| *name == COOKIE)
         .map(|(_, value)| value.trim())
+        .take(MAX_SESSION_COOKIES)
 }
 
 /// The token of `Authorization: Bearer …`, if one is given.
@@ -162,9 +168,16 @@ async fn sign_in(auth: Auth, token: Option<String>) -> Response {
     }
 }
 
-/// `POST /logout`: revokes the sessions the browser holds and drops the cookie. (The cookie
-/// is SameSite=Strict, so another site cannot sign a person out.)
+/// `POST /logout`: revokes the sessions the browser holds and drops the cookie. A form of
+/// another origin (another port of the same host is the same site, so SameSite=Strict lets
+/// its cookie through) is refused.
 pub async fn logout(State(auth): State<Auth>, headers: HeaderMap) -> Response {
+    if !super::guard::same_origin(&headers) {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            "signing out is only for the dashboard's own pages",
+        );
+    }
     let ids: Vec<String> = session_cookies(&headers).map(str::to_string).collect();
     let _ = tokio::task::spawn_blocking(move || {
         for id in ids {

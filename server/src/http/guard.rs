@@ -5,7 +5,7 @@
 
 use axum::{
     extract::{Request, State},
-    http::{header, HeaderValue, StatusCode},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
     middleware::Next,
     response::Response,
 };
@@ -53,4 +53,23 @@ fn allowed(host: &str, names: Option<&[String]>) -> bool {
         _ => host,
     };
     names.iter().any(|n| n == name)
+}
+
+/// Whether a request that names an origin names ours (a client that is not a browser names
+/// none). Browsers send cookies with a WebSocket handshake and a form's `POST` from any
+/// site: those two check it, the rest of the API has its CSRF header.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let (Ok(origin), Some(Ok(host))) = (
+        origin.to_str(),
+        headers.get(header::HOST).map(|h| h.to_str()),
+    ) else {
+        return false;
+    };
+    origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        == Some(host)
 }

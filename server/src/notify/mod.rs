@@ -92,7 +92,8 @@ async fn deliver(url: String, mut notices: mpsc::Receiver<Notice>, shutdown: Can
                 Ok(answer) => {
                     tracing::warn!("webhook answered {} (try {attempt})", answer.status())
                 }
-                Err(e) => tracing::warn!("webhook: {e} (try {attempt})"),
+                // Never the URL: an ntfy topic or a Slack hook URL is the secret itself.
+                Err(e) => tracing::warn!("webhook: {} (try {attempt})", e.without_url()),
             }
             if attempt == TRIES {
                 tracing::error!("webhook: gave up on the notice for task {}", notice.task.id);

@@ -6,7 +6,7 @@ use std::{
     collections::{HashMap, HashSet},
     os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::PathBuf,
-    sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard},
+    sync::{Arc, Mutex, MutexGuard},
     time::{Duration, SystemTime},
 };
 
@@ -24,7 +24,7 @@ use crate::{
 
 use self::{
     procfs::{PaneProcess, Verdict},
-    runtime::Tmux,
+    runtime::{TaskFiles, Tmux},
     store::{Outcome, Store},
 };
 
@@ -71,7 +71,7 @@ pub struct NewCommand {
 }
 
 /// Every task of this node. Its locks, where one is taken while another is held, are taken
-/// in one order: `sessions_changing` → `store` → the broker's ring (in `publish`, which
+/// in one order: `store` → the broker's ring (in `publish`, which
 /// also hands the event to the broker's tap). The other mutexes here are leaves: nothing
 /// is locked, and no process or file is waited for, while one is held.
 pub struct Tasks {
@@ -98,10 +98,6 @@ pub struct Tasks {
     /// Tasks whose session is being started or killed: the reconciler leaves them alone
     /// (a session not there yet, or just gone, is not one that vanished).
     in_flight: Mutex<HashSet<String>>,
-    /// Held shared while a task's session is started or killed, and exclusively by a
-    /// reconcile pass while it reads the live tasks, the panes and `in_flight`: so what the
-    /// pass sees of a task is all from before its start (or kill) or all from after it.
-    sessions_changing: RwLock<()>,
 }
 
 impl Tasks {
@@ -130,7 +126,6 @@ impl Tasks {
             verdicts: Mutex::default(),
             in_flight: Mutex::default(),
             base_url: Mutex::new("http://127.0.0.1:3000".into()),
-            sessions_changing: RwLock::new(()),
         }
     }
 
@@ -147,19 +142,20 @@ impl Tasks {
         lock(&self.store)
     }
 
-    /// Held while a session is started or killed (see `sessions_changing`).
-    fn sessions_changing(&self) -> RwLockReadGuard<'_, ()> {
-        self.sessions_changing
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-    }
-
     pub fn output_path(&self, id: &str) -> PathBuf {
         self.task_dir(id).join("output.log")
     }
 
     fn exit_path(&self, id: &str) -> PathBuf {
         self.task_dir(id).join("exit")
+    }
+
+    fn task_files(&self, id: &str) -> TaskFiles {
+        TaskFiles {
+            log: self.output_path(id),
+            exit: self.exit_path(id),
+            env: self.task_dir(id).join("env"),
+        }
     }
 
     /// The exit status the task's wrapper wrote when its command ended.
@@ -254,7 +250,6 @@ impl Tasks {
             ("TASKWIRE_TASK_TOKEN", token.clone()),
         ];
         // Until its session exists, the reconciler must not take the task for vanished.
-        let _starting = self.sessions_changing();
         lock(&self.in_flight).insert(id.clone());
         let inserted = self.store().insert(&task, &token);
         if let Err(e) = inserted {
@@ -268,8 +263,7 @@ impl Tasks {
             &task.command,
             &workdir,
             &env,
-            &self.output_path(&id),
-            &self.exit_path(&id),
+            &self.task_files(&id),
         );
         if let Ok(Some(process)) = &started {
             lock(&self.pane_processes).insert(id.clone(), process.clone());
@@ -309,7 +303,8 @@ impl Tasks {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(internal(e)),
             }
-            for file in [self.output_path(&id), self.exit_path(&id)] {
+            let files = self.task_files(&id);
+            for file in [files.log, files.exit, files.env] {
                 private_file(&file).map_err(internal)?;
             }
             return Ok(id);
@@ -393,7 +388,6 @@ impl Tasks {
                 task.status.as_str()
             )));
         }
-        let killing = self.sessions_changing();
         lock(&self.in_flight).insert(id.to_string());
         let killed = self.kill_session(id);
         let outcome = Outcome {
@@ -404,7 +398,6 @@ impl Tasks {
         let recorded =
             killed.and_then(|()| self.transition(id, &live, TaskStatus::Killed, outcome));
         lock(&self.in_flight).remove(id);
-        drop(killing);
         match recorded? {
             Some(task) => Ok(task),
             None => {

@@ -117,15 +117,9 @@ impl Reconciler {
     }
 
     /// The live tasks to judge (none whose session is being started or killed) and, with
-    /// `ask_tmux`, the panes; orphan sessions swept. All read while no session is being
-    /// started or killed: a task recorded before its session exists, or whose session was
-    /// just killed, is never taken for one whose session vanished.
+    /// `ask_tmux`, the panes; orphan sessions swept.
     fn look(&self, ask_tmux: bool) -> TaskResult<(Vec<Task>, Option<HashMap<String, PaneState>>)> {
         let tasks = &self.tasks;
-        let _no_starts = tasks
-            .sessions_changing
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
         let live = tasks.store().list_live()?;
         let panes = if ask_tmux {
             self.panes_seen_twice()
@@ -134,7 +128,7 @@ impl Reconciler {
         };
         if let Some(panes) = &panes {
             self.note_panes(panes);
-            self.sweep_orphans(&live, panes);
+            self.sweep_orphans(panes)?;
         }
         let in_flight = lock(&tasks.in_flight).clone();
         let live = live
@@ -199,14 +193,20 @@ impl Reconciler {
     }
 
     /// Kills `tw-*` sessions that have no live task (a record deleted or ended while its
-    /// session survived), once two passes asking tmux in a row have seen them so. `live`
-    /// was read with the panes, while no session was being started.
-    fn sweep_orphans(&self, live: &[Task], panes: &HashMap<String, PaneState>) {
-        let live: HashSet<&str> = live.iter().map(|t| t.id.as_str()).collect();
+    /// session survived), once two passes asking tmux in a row have seen them so.
+    fn sweep_orphans(&self, panes: &HashMap<String, PaneState>) -> TaskResult<()> {
+        // Read after the panes: a task whose session is in the list was recorded before it.
+        let live: HashSet<String> = self
+            .tasks
+            .store()
+            .list_live()?
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
         let in_flight = lock(&self.tasks.in_flight).clone();
         let orphans: HashSet<String> = panes
             .keys()
-            .filter(|id| !live.contains(id.as_str()) && !in_flight.contains(*id))
+            .filter(|id| !live.contains(*id) && !in_flight.contains(*id))
             .cloned()
             .collect();
         let mut suspects = lock(&self.suspects);
@@ -219,6 +219,7 @@ impl Reconciler {
                 tracing::warn!("removing orphan sessions: {e}");
             }
         }
+        Ok(())
     }
 
     /// Keeps the panes' sizes for their terminal models (a viewer may have resized one),

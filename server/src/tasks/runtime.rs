@@ -54,6 +54,16 @@ pub struct Tmux {
     server_pid: Arc<AtomicU32>,
 }
 
+/// A task's own files, each created empty and private to the user before it starts.
+pub struct TaskFiles {
+    /// What the pane prints (tmux `pipe-pane`).
+    pub log: PathBuf,
+    /// The command's exit status, written by the pane's shell when it ends.
+    pub exit: PathBuf,
+    /// The task's environment variables, sourced by the pane's shell.
+    pub env: PathBuf,
+}
+
 impl Tmux {
     /// A runtime whose tmux config and wake file live in `data_dir`.
     pub fn new(socket: &str, data_dir: &Path) -> io::Result<Tmux> {
@@ -86,11 +96,19 @@ impl Tmux {
         self.spawned.load(Ordering::Relaxed)
     }
 
-    /// `tmux -L <socket>`, counted.
+    /// `tmux -L <socket>`, counted, without taskwire's own settings in its environment:
+    /// the tmux server inherits the environment of the client that starts it, and every
+    /// task that of the server, so the token, a NATS URL with its password, the webhook's
+    /// URL would reach every program taskwire runs.
     fn tmux(&self) -> Command {
         self.spawned.fetch_add(1, Ordering::Relaxed);
         let mut command = Command::new("tmux");
         command.args(["-L", &self.socket]);
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("TASKWIRE_") {
+                command.env_remove(name);
+            }
+        }
         command
     }
 
@@ -129,26 +147,33 @@ impl Tmux {
         command: &str,
         workdir: &Path,
         env: &[(&str, String)],
-        log: &Path,
-        exit_file: &Path,
+        files: &TaskFiles,
     ) -> io::Result<Option<PaneProcess>> {
         let session = Self::session_name(id);
         // tmux expands formats (`#(…)` runs a command) in a start directory and in a
         // pipe-pane command, never in the command of a pane: the workdir is reached with `cd`
         // inside the pane's command, and our own paths in pipe-pane have `#` escaped.
-        let pipe = tmux_escape(&format!("exec cat >> {}", shell_quote(&path_str(log))));
-        // Then it touches the wake file itself: tmux's pane-died hook is not reliable either
-        // when tmux misses the status.
+        let pipe = tmux_escape(&format!(
+            "exec cat >> {}",
+            shell_quote(&path_str(&files.log))
+        ));
+        // The task's variables (its own token among them) reach it through a file only its
+        // user may read, sourced by the pane's shell: a command line is readable by every
+        // local user (`/proc/*/cmdline`), and tmux's server keeps its first one for life.
         let exports: String = env
             .iter()
-            .map(|(name, value)| format!("export {name}={}; ", shell_quote(value)))
+            .map(|(name, value)| format!("export {name}={}\n", shell_quote(value)))
             .collect();
+        std::fs::write(&files.env, exports)?;
+        // Then it touches the wake file itself: tmux's pane-died hook is not reliable either
+        // when tmux misses the status.
         let command = format!(
-            "{exports}cd -- {} && {} -c {}; echo $? > {}; touch {}",
+            ". {} && cd -- {} && {} -c {}; echo $? > {}; touch {}",
+            shell_quote(&path_str(&files.env)),
             shell_quote(&path_str(workdir)),
             shell_quote(shell),
             shell_quote(command),
-            shell_quote(&path_str(exit_file)),
+            shell_quote(&path_str(&files.exit)),
             shell_quote(&path_str(&self.wake_file))
         );
         let config = path_str(&self.config_file);

@@ -18,7 +18,7 @@ use axum::{
         ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
         FromRef, Path, Query, State,
     },
-    http::{header, HeaderMap, StatusCode},
+    http::{HeaderMap, StatusCode},
     response::Response,
     routing::get,
     Router,
@@ -31,6 +31,7 @@ use app::model::is_valid_task_id;
 use crate::{
     answer::{busy, error_response},
     events::slots::StreamSlots,
+    http::guard::same_origin,
     tasks::{screen::PaneSize, Tasks},
 };
 
@@ -166,24 +167,6 @@ pub async fn serve(
         replay(wire, &tasks, &id).await;
     }
     METRICS.viewers.fetch_sub(1, Ordering::Relaxed);
-}
-
-/// Browsers send cookies with a WebSocket handshake from any site, so a handshake that
-/// names an origin must name ours (a client that is not a browser names none).
-pub fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        return true;
-    };
-    let (Ok(origin), Some(Ok(host))) = (
-        origin.to_str(),
-        headers.get(header::HOST).map(|h| h.to_str()),
-    ) else {
-        return false;
-    };
-    origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"))
-        == Some(host)
 }
 
 /// A live task: the viewer's keys go in, tmux's drawing comes out, until the task ends
