@@ -139,16 +139,16 @@ pub async fn relay(fleet: Arc<Fleet>, task: Task, request: Request) -> Response 
     }
     let Query(size) = match Query::<SizeQuery>::from_request_parts(&mut parts, &()).await {
         Ok(query) => query,
-        Err(rejection) => return error_response(StatusCode::BAD_REQUEST, &rejection.body_text()),
+        Err(rejection) => return error_response(StatusCode::BAD_REQUEST, rejection.body_text()),
     };
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(upgrade) => upgrade,
-        Err(rejection) => return error_response(rejection.status(), &rejection.body_text()),
+        Err(rejection) => return error_response(rejection.status(), rejection.body_text()),
     };
     if !fleet.is_online(&task.node) {
         return error_response(
             StatusCode::SERVICE_UNAVAILABLE,
-            &format!("node {} is offline", task.node),
+            format!("node {} is offline", task.node),
         );
     }
     upgrade.on_upgrade(move |socket| async move {

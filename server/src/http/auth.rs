@@ -108,6 +108,8 @@ pub async fn require_auth(State(auth): State<Auth>, request: Request, next: Next
 }
 
 /// The token or a session, and for a change made with the cookie alone the CSRF header.
+// The refusal is the response itself: built once, on a path that ends the request.
+#[allow(clippy::result_large_err)]
 pub fn check(headers: &HeaderMap, method: &Method, auth: &Auth) -> Result<(), Response> {
     match credential(headers, auth) {
         None => Err(error_response(

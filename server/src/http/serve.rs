@@ -92,7 +92,7 @@ fn open_files_limit() -> u64 {
     };
     // SAFETY: getrlimit with a valid pointer to a local.
     unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    limit.rlim_cur as u64
+    limit.rlim_cur
 }
 
 /// Serves `app` with the limits for the default heartbeat (see `serve_with`).

@@ -229,6 +229,7 @@ pub async fn tails_stream(State(state): State<TaskStreams>) -> Response {
 }
 
 /// A slot for one more stream, or `503` with `Retry-After` when all are taken.
+#[allow(clippy::result_large_err)] // the refusal is the response itself
 fn take_slot(state: &TaskStreams) -> Result<Slot, Response> {
     state
         .stream_slots

@@ -35,6 +35,9 @@ const UNSETTLED_RETRY: Duration = Duration::from_millis(20);
 /// How long a dead pane may go without an exit status before it is recorded as failed.
 const UNSETTLED_LIMIT: Duration = Duration::from_secs(2);
 
+/// The panes tmux listed, by task id.
+type Panes = HashMap<String, PaneState>;
+
 /// What one reconcile pass did.
 #[derive(Debug, Default)]
 pub struct Pass {
@@ -118,7 +121,7 @@ impl Reconciler {
 
     /// The live tasks to judge (none whose session is being started or killed) and, with
     /// `ask_tmux`, the panes; orphan sessions swept.
-    fn look(&self, ask_tmux: bool) -> TaskResult<(Vec<Task>, Option<HashMap<String, PaneState>>)> {
+    fn look(&self, ask_tmux: bool) -> TaskResult<(Vec<Task>, Option<Panes>)> {
         let tasks = &self.tasks;
         let live = tasks.store().list_live()?;
         let panes = if ask_tmux {

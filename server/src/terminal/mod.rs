@@ -113,7 +113,7 @@ async fn terminal(
     }
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
-        Err(rejection) => return error_response(rejection.status(), &rejection.body_text()),
+        Err(rejection) => return error_response(rejection.status(), rejection.body_text()),
     };
     let tasks = state.tasks.clone();
     let lookup = id.clone();
