@@ -2,8 +2,9 @@
 //! published (under the broker's lock, so only a channel send happens there), written to
 //! SQLite by a thread of their own, in the same order, and removed once JetStream has them.
 //! A node without NATS keeps recording; the fleet gets the changes, in order, when NATS is
-//! back. (An event still in the channel when the process dies is not lost to the fleet:
-//! its record is, and `Fleet::share_own_records` sends the records that differ at start.)
+//! back. (A change still in the channel when the process dies reaches the fleet all the
+//! same: `Fleet::share_own_records` sends at start every own record the fleet has
+//! otherwise. A deletion is the exception: its record is gone from both sides here.)
 
 use std::{
     path::Path,

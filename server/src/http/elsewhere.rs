@@ -88,16 +88,27 @@ async fn route(elsewhere: Elsewhere, request: Request, next: Next, kind: Kind) -
     let Some(owner) = elsewhere.view.owner_elsewhere(id) else {
         return next.run(request).await;
     };
-    let known = elsewhere.view.get(id).ok();
-    match (kind, rest, known) {
-        (Kind::Api, [], Some(_)) if request.method() == Method::GET => next.run(request).await,
-        (Kind::Stream, ["terminal"], Some(task)) => remote.relay_terminal(task, request).await,
-        (Kind::Stream, _, _) => error_response(
-            StatusCode::NOT_IMPLEMENTED,
-            format!("the streams of a task on node {owner} are not relayed: open it on that node"),
-        ),
-        (kind, _, _) => remote.forward(owner, request, kind == Kind::Report).await,
+    // The view's copy of the task, for the two answers that need it (one just created
+    // elsewhere may not be in it yet: then the owner answers).
+    let known = || elsewhere.view.get(id).ok();
+    match (kind, rest) {
+        (Kind::Api, []) if request.method() == Method::GET && known().is_some() => {
+            next.run(request).await
+        }
+        (Kind::Stream, ["terminal"]) => match known() {
+            Some(task) => remote.relay_terminal(task, request).await,
+            None => not_relayed(&owner),
+        },
+        (Kind::Stream, _) => not_relayed(&owner),
+        (kind, _) => remote.forward(owner, request, kind == Kind::Report).await,
     }
+}
+
+fn not_relayed(owner: &str) -> Response {
+    error_response(
+        StatusCode::NOT_IMPLEMENTED,
+        format!("the streams of a task on node {owner} are not relayed: open it on that node"),
+    )
 }
 
 /// A new task with `"node"` naming another node is started there.

@@ -18,19 +18,23 @@ use axum::{
 use futures::Stream;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
 
 use app::model::{event, is_valid_task_id, OutputChunk};
 
 use crate::{
-    events::slots::StreamSlots,
-    events::{event::to_json, slots::Slot, sse::no_caching_or_buffering},
+    answer::{busy, error_response},
+    events::{
+        event::to_json,
+        slots::{Slot, StreamSlots},
+        sse::no_caching_or_buffering,
+    },
     tasks::{
         output::{plain_text, read_from, utf8_complete_len, READ_MAX},
         tails::TailsHub,
         TaskError, Tasks,
     },
 };
-use tokio_util::sync::CancellationToken;
 
 /// What the output and tails streams need.
 #[derive(Clone)]
@@ -42,8 +46,6 @@ pub struct TaskStreams {
     pub lifetime: Duration,
     pub shutdown: CancellationToken,
 }
-
-use crate::answer::{busy, error_response};
 
 /// The streams, with their full paths.
 pub fn router<S>() -> Router<S>

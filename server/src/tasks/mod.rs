@@ -70,10 +70,10 @@ pub struct NewCommand {
     pub prompt: Option<String>,
 }
 
-/// Every task of this node. Its locks, where one is taken while another is held, are taken
-/// in one order: `store` → the broker's ring (in `publish`, which
-/// also hands the event to the broker's tap). The other mutexes here are leaves: nothing
-/// is locked, and no process or file is waited for, while one is held.
+/// Every task of this node. Where one of its locks is taken while another is held, the
+/// order is `store` → the broker's ring (in `publish`, which also hands the event to the
+/// broker's tap). The other mutexes here are leaves: nothing is locked, and no process or
+/// file is waited for, while one is held.
 pub struct Tasks {
     store: Mutex<Store>,
     pub runtime: Tmux,

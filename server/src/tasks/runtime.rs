@@ -52,6 +52,8 @@ pub struct Tmux {
     spawned: Arc<AtomicU64>,
     /// The tmux server's pid as it last told us (0: not known).
     server_pid: Arc<AtomicU32>,
+    /// taskwire's own settings in its environment (`TASKWIRE_*`), kept from tmux.
+    own_settings: Arc<[std::ffi::OsString]>,
 }
 
 /// A task's own files, each created empty and private to the user before it starts.
@@ -73,6 +75,10 @@ impl Tmux {
             wake_file: data_dir.join("tmux-wake"),
             spawned: Arc::default(),
             server_pid: Arc::default(),
+            own_settings: std::env::vars_os()
+                .map(|(name, _)| name)
+                .filter(|name| name.to_string_lossy().starts_with("TASKWIRE_"))
+                .collect(),
         };
         std::fs::write(&tmux.config_file, tmux.config_text())?;
         std::fs::OpenOptions::new()
@@ -104,10 +110,8 @@ impl Tmux {
         self.spawned.fetch_add(1, Ordering::Relaxed);
         let mut command = Command::new("tmux");
         command.args(["-L", &self.socket]);
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("TASKWIRE_") {
-                command.env_remove(name);
-            }
+        for name in self.own_settings.iter() {
+            command.env_remove(name);
         }
         command
     }
