@@ -558,3 +558,48 @@ async fn output_tails_and_terminal_streams_are_counted_and_capped() {
         .unwrap();
     assert_eq!(again.status(), StatusCode::OK);
 }
+
+/// Tasks created in bursts while reconcile passes asking tmux run back to back: none ever
+/// leaves `running` but by its own exit (a start that finished between a pass's reading the
+/// records and its snapshot of the starts in flight was taken for a vanished session,
+/// recorded `error`, and its session later killed as an orphan).
+#[tokio::test]
+async fn tasks_started_while_passes_run_stay_running() {
+    let fixture = Fixture::new();
+    let server = fixture.serve().await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let passes = {
+        let (reconciler, stop) = (server.state.reconciler.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut count = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = reconciler.pass(true);
+                count += 1;
+            }
+            count
+        })
+    };
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        let burst = (0..6).map(|_| server.create(json!({"command": "sleep 600"})));
+        for task in futures::future::join_all(burst).await {
+            assert_eq!(task.status, TaskStatus::Running, "{task:?}");
+            ids.push(task.id);
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let passes = passes.join().unwrap();
+    assert!(passes > 10, "only {passes} passes ran beside the creates");
+    // Two more passes: an orphan sweep needs two to act.
+    for _ in 0..2 {
+        server.state.reconciler.pass(true).unwrap();
+    }
+    for id in &ids {
+        let task = server.task(id).await;
+        assert_eq!(task.status, TaskStatus::Running, "{task:?}");
+        assert!(
+            session_exists(&fixture.socket, id),
+            "task {id} lost its session"
+        );
+    }
+}

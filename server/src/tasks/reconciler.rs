@@ -121,9 +121,16 @@ impl Reconciler {
 
     /// The live tasks to judge (none whose session is being started or killed) and, with
     /// `ask_tmux`, the panes; orphan sessions swept.
+    ///
+    /// Which tasks are in flight is read both between the records and the panes and after
+    /// the panes, and a task in either is left alone. A task in the records was in flight
+    /// before they were read; if it no longer is at the first look, its session was made
+    /// before the panes were listed. A kill begun after the first look is in flight at the
+    /// second, or done, and then the task is no longer live for the pass to change.
     fn look(&self, ask_tmux: bool) -> TaskResult<(Vec<Task>, Option<Panes>)> {
         let tasks = &self.tasks;
         let live = tasks.store().list_live()?;
+        let mut in_flight = lock(&tasks.in_flight).clone();
         let panes = if ask_tmux {
             self.panes_seen_twice()
         } else {
@@ -133,7 +140,7 @@ impl Reconciler {
             self.note_panes(panes);
             self.sweep_orphans(panes)?;
         }
-        let in_flight = lock(&tasks.in_flight).clone();
+        in_flight.extend(lock(&tasks.in_flight).iter().cloned());
         let live = live
             .into_iter()
             .filter(|t| !in_flight.contains(&t.id))
