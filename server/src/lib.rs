@@ -207,6 +207,7 @@ impl AppState {
         let fleet = fleet::Fleet::join(
             &self.config,
             self.tasks.clone(),
+            self.stream_slots.clone(),
             self.auth.token.clone(),
             &data_dir,
             self.shutdown.clone(),

@@ -298,6 +298,9 @@ async fn another_nodes_task_has_its_terminal_relayed() {
             other => panic!("the relayed terminal broke ({other:?}); drawn: {drawn:?}"),
         }
         if drawn.contains("ready") && !typed {
+            // An open relayed viewer holds a stream slot on both nodes.
+            assert_eq!(a.state.stream_slots.open(), 1, "on the relaying node");
+            assert_eq!(b.state.stream_slots.open(), 1, "on the owner");
             socket
                 .send(Message::Binary(b"relayed\r".to_vec().into()))
                 .await

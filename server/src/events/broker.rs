@@ -38,6 +38,8 @@ pub struct Broker {
     tap: OnceLock<Tap>,
     /// Where events older than the ring can be read again (a fleet's stream).
     archive: OnceLock<Arc<dyn Archive>>,
+    /// Resumes reading the archive at once: each holds what it read in memory.
+    archive_reads: tokio::sync::Semaphore,
 }
 
 /// See `Broker::set_tap`.
@@ -58,6 +60,8 @@ pub trait Archive: Send + Sync {
 
 /// The most events read back from an archive for one resume; further behind, `resync`.
 pub const ARCHIVE_READ_MAX: u64 = 100_000;
+/// How many resumes read the archive at the same time.
+const ARCHIVE_READS_AT_ONCE: usize = 2;
 
 struct Ring {
     next_seq: u64,
@@ -152,6 +156,7 @@ impl Broker {
             metrics,
             tap: OnceLock::new(),
             archive: OnceLock::new(),
+            archive_reads: tokio::sync::Semaphore::new(ARCHIVE_READS_AT_ONCE),
         });
         tokio::spawn(async move {
             while let Some(event) = fanout_rx.recv().await {
@@ -196,6 +201,14 @@ impl Broker {
         if after >= newest || after + 1 >= oldest_held || oldest_held - after > ARCHIVE_READ_MAX {
             return Vec::new();
         }
+        // A stream that would be refused anyway reads nothing; the others read one after
+        // another, so memory held by resumes stays bounded whatever the clients do.
+        if self.metrics.open_streams.load(Ordering::Relaxed) >= self.max_subscribers {
+            return Vec::new();
+        }
+        let Ok(_reading) = self.archive_reads.acquire().await else {
+            return Vec::new();
+        };
         archive
             .read(after + 1, oldest_held - 1)
             .await

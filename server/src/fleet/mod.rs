@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::Config,
-    events::broker::Broker,
+    events::{broker::Broker, slots::StreamSlots},
     sync::lock,
     tasks::{
         view::{newest_first, TaskView},
@@ -76,6 +76,8 @@ pub struct Fleet {
     /// NATS server has forgotten its consumers).
     reconnects: tokio::sync::watch::Sender<u64>,
     pub tasks: Arc<Tasks>,
+    /// The node's cap on open task streams: relayed terminals hold a slot on both nodes.
+    stream_slots: Arc<StreamSlots>,
     token: Arc<str>,
 }
 
@@ -85,6 +87,7 @@ impl Fleet {
     pub async fn join(
         config: &Config,
         tasks: Arc<Tasks>,
+        stream_slots: Arc<StreamSlots>,
         token: Arc<str>,
         data_dir: &Path,
         shutdown: CancellationToken,
@@ -130,6 +133,7 @@ impl Fleet {
             serving: Mutex::new(outage::Serving::new(shutdown.clone())),
             reconnects: tokio::sync::watch::Sender::new(0),
             tasks,
+            stream_slots,
             token,
         });
         fleet.broker.set_archive(Arc::new(log::StreamArchive {

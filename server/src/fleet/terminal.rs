@@ -151,7 +151,11 @@ pub async fn relay(fleet: Arc<Fleet>, task: Task, request: Request) -> Response 
             format!("node {} is offline", task.node),
         );
     }
+    let Some(slot) = fleet.stream_slots.take() else {
+        return crate::answer::busy("too many open streams");
+    };
     upgrade.on_upgrade(move |socket| async move {
+        let _slot = slot;
         if let Err(e) = bridge(&fleet, &task, size, socket).await {
             tracing::warn!(task = %task.id, "relaying a terminal from node {}: {e}", task.node);
         }
@@ -273,6 +277,10 @@ async fn open_viewer(
     open: Open,
     shutdown: CancellationToken,
 ) -> Result<(), async_nats::Error> {
+    let slot = fleet
+        .stream_slots
+        .take()
+        .ok_or("too many open streams on the task's node")?;
     let tasks = fleet.tasks.clone();
     let id = open.id.clone();
     let task = tokio::task::spawn_blocking(move || tasks.get(&id))
@@ -295,13 +303,10 @@ async fn open_viewer(
     }
     .size();
     let tasks = fleet.tasks.clone();
-    tokio::spawn(terminal::serve(
-        wire,
-        tasks,
-        task.id,
-        task.status.is_live(),
-        size,
-        shutdown,
-    ));
+    let viewer = terminal::serve(wire, tasks, task.id, task.status.is_live(), size, shutdown);
+    tokio::spawn(async move {
+        let _slot = slot;
+        viewer.await;
+    });
     Ok(())
 }
