@@ -376,3 +376,57 @@ async fn a_viewer_that_stops_reading_slows_neither_the_task_nor_other_viewers() 
     .await;
     read_until(&mut reading, "END-MARK").await;
 }
+
+/// This process's resident memory (the server runs in it), in KiB.
+fn resident_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// 32 MiB of keys into the terminal of a raw-mode program that reads none of them: the
+/// server takes them only as fast as the terminal does, so its memory stays bounded.
+#[tokio::test]
+async fn keys_a_program_does_not_read_do_not_pile_up_in_the_server() {
+    let fixture = Fixture::new();
+    let server = fixture.serve().await;
+    let program = "import sys, termios, time, tty\n\
+                   tty.setraw(0)\n\
+                   print('raw', flush=True)\n\
+                   time.sleep(600)";
+    let task = server
+        .create(json!({"command": format!("python3 -c \"{program}\"")}))
+        .await;
+    let mut socket = open_ok(&server, &task.id).await;
+    read_until(&mut socket, "raw").await;
+    let before = resident_kib();
+    let chunk = vec![b'k'; 256 * 1024];
+    let mut peak = before;
+    let mut sent_mib = 0.0;
+    for _ in 0..128 {
+        // A send waits while the server does not take more (TCP backpressure): bounded by
+        // time, not by a count of retries.
+        let sent = tokio::time::timeout(Duration::from_millis(200), async {
+            socket.send(Message::Binary(chunk.clone().into())).await
+        })
+        .await;
+        peak = peak.max(resident_kib());
+        if sent.is_err() {
+            break;
+        }
+        sent_mib += 0.25;
+    }
+    let grown_mib = peak.saturating_sub(before) / 1024;
+    eprintln!("server memory grew by {grown_mib} MiB; {sent_mib} of 32 MiB of keys taken");
+    assert!(
+        grown_mib < 16,
+        "the server held {grown_mib} MiB of unread keys"
+    );
+    // The task is still there and answers.
+    server
+        .call(Method::POST, &format!("/api/tasks/{}/kill", task.id), None)
+        .await;
+}

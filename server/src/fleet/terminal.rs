@@ -154,6 +154,9 @@ pub async fn relay(fleet: Arc<Fleet>, task: Task, request: Request) -> Response 
     let Some(slot) = fleet.stream_slots.take() else {
         return crate::answer::busy("too many open streams");
     };
+    let upgrade = upgrade
+        .max_message_size(terminal::MAX_MESSAGE_BYTES)
+        .max_frame_size(terminal::MAX_MESSAGE_BYTES);
     upgrade.on_upgrade(move |socket| async move {
         let _slot = slot;
         if let Err(e) = bridge(&fleet, &task, size, socket).await {

@@ -7,6 +7,7 @@
 mod viewer;
 
 use std::{
+    collections::VecDeque,
     future::Future,
     sync::atomic::{AtomicU64, AtomicUsize, Ordering},
     sync::Arc,
@@ -43,7 +44,7 @@ pub struct Terminals {
     pub shutdown: CancellationToken,
 }
 
-use viewer::Viewer;
+use viewer::{Viewer, INPUT_CHUNK_BYTES};
 
 /// Open terminal viewers, and control messages that could not be read.
 #[derive(Default)]
@@ -60,6 +61,8 @@ pub static METRICS: TerminalMetrics = TerminalMetrics {
 /// How much of a finished task's log is replayed: the screen and a long scrollback.
 const REPLAY_MAX: u64 = 2 * 1024 * 1024;
 const REPLAY_CHUNK: usize = 64 * 1024;
+/// The largest WebSocket message a viewer may send (a paste); larger ones end the socket.
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 /// The size a viewer starts with when it does not say.
 const START_SIZE: PaneSize = PaneSize { cols: 80, rows: 24 };
 
@@ -126,6 +129,9 @@ async fn terminal(
     let tasks = state.tasks.clone();
     let shutdown = state.shutdown.clone();
     let size = size.size();
+    let upgrade = upgrade
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES);
     upgrade.on_upgrade(move |socket| async move {
         let _slot = slot;
         serve(socket, tasks, id, task.status.is_live(), size, shutdown).await;
@@ -187,8 +193,16 @@ async fn view_live(
         Ok(Err(e)) => return close(socket, 1011, &format!("could not attach: {e}")).await,
         Err(e) => return close(socket, 1011, &format!("could not attach: {e}")).await,
     };
+    // Keys received but not yet taken by the pty's writer. While there are some, nothing
+    // more is read from the socket, so a program that does not read its keys slows only
+    // this viewer's sender (TCP backpressure), while its drawing still flows.
+    let mut typing: VecDeque<Vec<u8>> = VecDeque::new();
     loop {
         tokio::select! {
+            room = viewer.input.reserve(), if !typing.is_empty() => match room {
+                Ok(room) => room.send(typing.pop_front().unwrap_or_default()),
+                Err(_) => return,
+            },
             drawn = viewer.output.recv() => match drawn {
                 Some(bytes) => {
                     if socket.send(Message::Binary(bytes.into())).await.is_err() {
@@ -198,8 +212,10 @@ async fn view_live(
                 // The client exited: the session is gone, the task has ended.
                 None => break,
             },
-            received = socket.recv() => match received {
-                Some(Message::Binary(bytes)) => viewer.type_bytes(bytes.to_vec()),
+            received = socket.recv(), if typing.is_empty() => match received {
+                Some(Message::Binary(bytes)) => {
+                    typing.extend(bytes.chunks(INPUT_CHUNK_BYTES).map(<[u8]>::to_vec));
+                }
                 Some(Message::Text(text)) => match serde_json::from_str(&text) {
                     Ok(Control::Resize { cols, rows }) => {
                         viewer.resize(PaneSize { cols: cols.clamp(2, 1000), rows: rows.clamp(2, 1000) });

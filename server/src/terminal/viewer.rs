@@ -3,12 +3,13 @@
 //!
 //! The pty is read and written by two threads (pty descriptors block). A viewer that stops
 //! reading fills only its own channel and its own tmux client's buffer: tmux never lets a
-//! slow client hold up a pane or the other clients.
+//! slow client hold up a pane or the other clients. Keys go the other way through a
+//! bounded channel: a program that reads none of them holds up only its own viewer's
+//! socket (see `terminal::view_live`), never the server's memory.
 
 use std::{
     fmt::Display,
     io::{self, Read, Write},
-    sync::mpsc as std_mpsc,
 };
 
 use portable_pty::{native_pty_system, Child, CommandBuilder, MasterPty, PtySize};
@@ -18,11 +19,17 @@ use crate::tasks::{screen::PaneSize, Tasks};
 
 /// Output chunks in flight between the pty and the WebSocket, per viewer.
 const OUTPUT_CHUNKS: usize = 16;
+/// Input chunks in flight between the WebSocket and the pty, per viewer, each at most
+/// `INPUT_CHUNK_BYTES`: at most 1 MiB of keys waits for a program.
+const INPUT_CHUNKS: usize = 16;
+pub const INPUT_CHUNK_BYTES: usize = 64 * 1024;
 
 pub struct Viewer {
     /// What the tmux client draws; closed when it exits (the session ended).
     pub output: mpsc::Receiver<Vec<u8>>,
-    input: std_mpsc::Sender<Vec<u8>>,
+    /// Keystrokes and pastes, typed into the task as they are (`INPUT_CHUNK_BYTES` at most
+    /// each); full while the program does not read.
+    pub input: mpsc::Sender<Vec<u8>>,
     master: Box<dyn MasterPty + Send>,
     /// The tmux client; taken when the viewer is dropped.
     child: Option<Box<dyn Child + Send + Sync>>,
@@ -54,12 +61,12 @@ impl Viewer {
                     }
                 }
             })?;
-        let (input, input_rx) = std_mpsc::channel::<Vec<u8>>();
+        let (input, mut input_rx) = mpsc::channel::<Vec<u8>>(INPUT_CHUNKS);
         let mut writer = pair.master.take_writer().map_err(pty_error)?;
         std::thread::Builder::new()
             .name("terminal-write".into())
             .spawn(move || {
-                for bytes in input_rx {
+                while let Some(bytes) = input_rx.blocking_recv() {
                     if writer.write_all(&bytes).is_err() {
                         break;
                     }
@@ -71,11 +78,6 @@ impl Viewer {
             master: pair.master,
             child: Some(child),
         })
-    }
-
-    /// Keystrokes and pastes, typed into the task as they are.
-    pub fn type_bytes(&self, bytes: Vec<u8>) {
-        let _ = self.input.send(bytes);
     }
 
     /// The viewer's new size; tmux sizes the pane for its largest viewer.
