@@ -369,6 +369,15 @@ async fn the_data_dir_and_its_files_are_private() {
     assert_eq!(mode(&data.join("tasks").join(&task.id)), 0o700);
     assert_eq!(mode(&data.join("taskwire.db")), 0o600);
     assert_eq!(mode(&common::output_log(&data, &task.id)), 0o600);
+    // The exit status was renamed into place whole, and stays as private.
+    let dir = data.join("tasks").join(&task.id);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("exit")).unwrap().trim(),
+        "0"
+    );
+    assert_eq!(mode(&dir.join("exit")), 0o600);
+    assert_eq!(mode(&dir.join("env")), 0o600);
+    assert!(!dir.join("exit.new").exists());
 }
 
 #[tokio::test]

@@ -39,8 +39,9 @@ impl Outbox {
     pub fn open(path: &Path) -> Result<Outbox, super::FleetError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        // As the store's connection (a per-connection setting).
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // As the store's connection (a per-connection setting): what is in the outbox
+        // survives a power loss, once per burst of events.
+        conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS outbox (
                 n INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -154,6 +154,7 @@ impl Tasks {
         TaskFiles {
             log: self.output_path(id),
             exit: self.exit_path(id),
+            exit_pending: self.task_dir(id).join("exit.new"),
             env: self.task_dir(id).join("env"),
         }
     }
@@ -304,7 +305,7 @@ impl Tasks {
                 Err(e) => return Err(internal(e)),
             }
             let files = self.task_files(&id);
-            for file in [files.log, files.exit, files.env] {
+            for file in [files.log, files.exit, files.exit_pending, files.env] {
                 private_file(&file).map_err(internal)?;
             }
             return Ok(id);

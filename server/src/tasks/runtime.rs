@@ -62,6 +62,8 @@ pub struct TaskFiles {
     pub log: PathBuf,
     /// The command's exit status, written by the pane's shell when it ends.
     pub exit: PathBuf,
+    /// Where the shell writes it first (created private, so the renamed file is too).
+    pub exit_pending: PathBuf,
     /// The task's environment variables, sourced by the pane's shell.
     pub env: PathBuf,
 }
@@ -169,15 +171,21 @@ impl Tmux {
             .map(|(name, value)| format!("export {name}={}\n", shell_quote(value)))
             .collect();
         std::fs::write(&files.env, exports)?;
-        // Then it touches the wake file itself: tmux's pane-died hook is not reliable either
-        // when tmux misses the status.
+        // The exit status is written beside the exit file, synced, and renamed into place
+        // (then the directory synced): after a power loss it is there whole or not at all.
+        // Then the shell touches the wake file itself: tmux's pane-died hook is not
+        // reliable either when tmux misses the status.
+        let (pending, exit) = (
+            shell_quote(&path_str(&files.exit_pending)),
+            shell_quote(&path_str(&files.exit)),
+        );
+        let dir = shell_quote(&path_str(files.exit.parent().unwrap_or(Path::new("."))));
         let command = format!(
-            ". {} && cd -- {} && {} -c {}; echo $? > {}; touch {}",
+            ". {} && cd -- {} && {} -c {}; echo $? > {pending}; sync {pending}; mv -f {pending} {exit}; sync {dir}; touch {}",
             shell_quote(&path_str(&files.env)),
             shell_quote(&path_str(workdir)),
             shell_quote(shell),
             shell_quote(command),
-            shell_quote(&path_str(&files.exit)),
             shell_quote(&path_str(&self.wake_file))
         );
         let config = path_str(&self.config_file);

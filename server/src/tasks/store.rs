@@ -45,9 +45,10 @@ impl Store {
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        // With WAL, NORMAL is still crash-safe for the database; it only may lose the last
-        // transaction on power loss, which the reconciler repairs from tmux anyway.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // Every transaction is on disk before it is published: with NORMAL a power loss
+        // could roll back the last ones (a deleted task back without its output, a kill
+        // back as `error`), and tmux, gone too, could not repair them.
+        conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS tasks (
