@@ -33,9 +33,10 @@ pub struct Config {
     #[arg(long, env = "TASKWIRE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
-    /// The dedicated tmux server socket name (`tmux -L`).
-    #[arg(long, env = "TASKWIRE_TMUX_SOCKET", default_value = "taskwire")]
-    pub tmux_socket: String,
+    /// The dedicated tmux server socket name (`tmux -L`); by default one of this data
+    /// dir's own (`taskwire-<hash>`, or `taskwire` where an earlier version left its tasks).
+    #[arg(long, env = "TASKWIRE_TMUX_SOCKET")]
+    pub tmux_socket: Option<String>,
 
     /// Seconds of quiet on an event stream before a `: keep-alive` comment.
     #[arg(long, env = "TASKWIRE_HEARTBEAT_SECS", default_value_t = defaults::HEARTBEAT_SECS)]
@@ -93,7 +94,7 @@ impl Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data_dir.into(),
             token: Some("test-token".into()),
-            tmux_socket: tmux_socket.into(),
+            tmux_socket: Some(tmux_socket.into()),
             heartbeat_secs: defaults::HEARTBEAT_SECS,
             stream_max_secs: defaults::STREAM_MAX_SECS,
             idle_waiting_secs: defaults::IDLE_WAITING_SECS,

@@ -156,7 +156,14 @@ impl AppState {
         let token = auth::load_or_create_token(config.token.as_deref(), &data_dir)?;
         let store = store::Store::open(&data_dir.join("taskwire.db"))?;
         let sessions = http::sessions::Sessions::open(&data_dir.join("taskwire.db"))?;
-        let runtime = runtime::Tmux::new(&config.tmux_socket, &data_dir)?;
+        let socket = match &config.tmux_socket {
+            Some(socket) => socket.clone(),
+            None => {
+                let live: Vec<String> = store.list_live()?.into_iter().map(|t| t.id).collect();
+                runtime::default_socket(&data_dir, &live)
+            }
+        };
+        let runtime = runtime::Tmux::new(&socket, &data_dir)?;
         let broker = broker::Broker::new(config.replay, config.max_subscribers);
         let host_names = config.host_names();
         let stream_slots = events::slots::StreamSlots::new(config.max_subscribers);

@@ -22,6 +22,11 @@ async fn main() -> Result<(), server::StartError> {
     let addr = node.addr;
     println!("taskwire is listening on http://{addr}");
     println!(
+        "tasks run on tmux socket {} (tmux -L {} ls)",
+        node.state.tasks.runtime.socket(),
+        node.state.tasks.runtime.socket()
+    );
+    println!(
         "sign in with http://{addr}/login?token={}",
         node.state.auth.token
     );

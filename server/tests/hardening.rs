@@ -612,3 +612,48 @@ async fn tasks_started_while_passes_run_stay_running() {
         );
     }
 }
+
+/// Two taskwires with different data dirs and the default socket setting each have a tmux
+/// server of their own: neither sweeps the other's sessions, and each keeps its tasks
+/// through pass after pass (orphans are removed on the second pass that sees them).
+#[tokio::test]
+async fn two_taskwires_on_the_default_socket_keep_each_others_tasks() {
+    let (one, two) = (Fixture::new(), Fixture::new());
+    let first = one.serve_with(|c| c.tmux_socket = None).await;
+    let second = two.serve_with(|c| c.tmux_socket = None).await;
+    let sockets = [&first, &second].map(|s| s.state.tasks.runtime.socket().to_string());
+    assert_ne!(sockets[0], sockets[1], "one tmux server each");
+    let tasks = [
+        first.create(json!({"command": "sleep 600"})).await,
+        second.create(json!({"command": "sleep 600"})).await,
+    ];
+    for _ in 0..3 {
+        first.state.reconciler.pass(true).unwrap();
+        second.state.reconciler.pass(true).unwrap();
+    }
+    for (server, task) in [(&first, &tasks[0]), (&second, &tasks[1])] {
+        assert_eq!(server.task(&task.id).await.status, TaskStatus::Running);
+    }
+    for socket in &sockets {
+        let _ = std::process::Command::new("tmux")
+            .args(["-L", socket, "kill-server"])
+            .output();
+    }
+}
+
+/// A taskwire given the socket of another's tmux server refuses to start, and says why.
+#[tokio::test]
+async fn a_taskwire_on_another_taskwires_tmux_server_refuses_to_start() {
+    let (one, two) = (Fixture::new(), Fixture::new());
+    let first = one.serve().await;
+    first.create(json!({"command": "sleep 600"})).await;
+    let mut config = two.config();
+    config.tmux_socket = Some(one.socket.clone());
+    let leptos = LeptosOptions::builder().output_name("taskwire").build();
+    let error = AppState::open(config, leptos)
+        .err()
+        .expect("the second one refuses")
+        .to_string();
+    assert!(error.contains("belongs to the taskwire of"), "{error}");
+    assert!(error.contains("TASKWIRE_TMUX_SOCKET"), "{error}");
+}

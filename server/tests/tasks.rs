@@ -420,7 +420,7 @@ async fn a_task_tmux_cannot_start_is_recorded_as_error_never_running() {
     let fixture = Fixture::new();
     // A socket name too long for a unix socket path: tmux cannot start a server.
     let server = fixture
-        .serve_with(|c| c.tmux_socket = "x".repeat(200))
+        .serve_with(|c| c.tmux_socket = Some("x".repeat(200)))
         .await;
     let (status, body) = server
         .call(Method::POST, "/api/tasks", Some(json!({"command": "true"})))

@@ -21,6 +21,32 @@ use std::{
     },
 };
 
+/// The tmux user option that names the data dir of the taskwire a tmux server belongs to.
+const OWNER_OPTION: &str = "@taskwire_owner";
+
+/// The socket of the data dir's tmux server when `TASKWIRE_TMUX_SOCKET` is not set:
+/// `taskwire-<hash of the data dir>`, so two taskwires never share one. A server on the
+/// socket of earlier versions (`taskwire`) that this data dir's tasks run on is kept: it
+/// belongs to this data dir (it says so), or says nothing and holds one of `live` (the ids
+/// of this data dir's live tasks).
+pub fn default_socket(data_dir: &Path, live: &[String]) -> String {
+    let legacy = Tmux::on_socket("taskwire", data_dir);
+    let ours = match legacy.owner() {
+        Some(owner) => Path::new(&owner) == data_dir,
+        None => legacy.has_any_session(live),
+    };
+    if ours {
+        return legacy.socket;
+    }
+    // FNV-1a: the same name from every build (std's hasher may change between versions).
+    let hash = path_str(data_dir)
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    format!("taskwire-{:08x}", hash as u32)
+}
+
 /// What `tmux list-panes -a` found.
 #[derive(Debug)]
 pub enum Listing {
@@ -69,20 +95,19 @@ pub struct TaskFiles {
 }
 
 impl Tmux {
-    /// A runtime whose tmux config and wake file live in `data_dir`.
+    /// A runtime whose tmux config and wake file live in `data_dir` (canonical). A tmux
+    /// server on `socket` that belongs to the taskwire of another data dir is refused: two
+    /// taskwires on one server would sweep each other's sessions as orphans, and the later
+    /// would take the earlier's hooks.
     pub fn new(socket: &str, data_dir: &Path) -> io::Result<Tmux> {
-        let tmux = Tmux {
-            socket: socket.to_string(),
-            config_file: data_dir.join("tmux.conf"),
-            wake_file: data_dir.join("tmux-wake"),
-            spawned: Arc::default(),
-            server_pid: Arc::default(),
-            own_settings: std::env::vars_os()
-                .map(|(name, _)| name)
-                .filter(|name| name.to_string_lossy().starts_with("TASKWIRE_"))
-                .collect(),
-        };
-        std::fs::write(&tmux.config_file, tmux.config_text())?;
+        let tmux = Tmux::on_socket(socket, data_dir);
+        if let Some(owner) = tmux.owner().filter(|owner| Path::new(owner) != data_dir) {
+            return Err(io::Error::other(format!(
+                "the tmux server on socket {socket:?} belongs to the taskwire of {owner}: give \
+                 this one a socket of its own (TASKWIRE_TMUX_SOCKET), or leave it unset"
+            )));
+        }
+        std::fs::write(&tmux.config_file, tmux.config_text(data_dir))?;
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -93,6 +118,11 @@ impl Tmux {
             tmux.learn_server_pid();
         }
         Ok(tmux)
+    }
+
+    /// The tmux socket name (`tmux -L`).
+    pub fn socket(&self) -> &str {
+        &self.socket
     }
 
     pub fn wake_file(&self) -> &Path {
@@ -118,10 +148,53 @@ impl Tmux {
         command
     }
 
-    fn config_text(&self) -> String {
+    fn on_socket(socket: &str, data_dir: &Path) -> Tmux {
+        Tmux {
+            socket: socket.to_string(),
+            config_file: data_dir.join("tmux.conf"),
+            wake_file: data_dir.join("tmux-wake"),
+            spawned: Arc::default(),
+            server_pid: Arc::default(),
+            own_settings: std::env::vars_os()
+                .map(|(name, _)| name)
+                .filter(|name| name.to_string_lossy().starts_with("TASKWIRE_"))
+                .collect(),
+        }
+    }
+
+    /// Whether a session of one of the tasks `ids` runs on this socket.
+    fn has_any_session(&self, ids: &[String]) -> bool {
+        let Ok(out) = self
+            .tmux()
+            .args(["list-sessions", "-F", "#{session_name}"])
+            .output()
+        else {
+            return false;
+        };
+        let names = String::from_utf8_lossy(&out.stdout);
+        names
+            .lines()
+            .filter_map(|name| name.strip_prefix("tw-"))
+            .any(|id| ids.iter().any(|live| live == id))
+    }
+
+    /// The data dir of the taskwire whose tmux server runs on this socket, if one runs and
+    /// says.
+    fn owner(&self) -> Option<String> {
+        let out = self
+            .tmux()
+            .args(["show-options", "-gqv", OWNER_OPTION])
+            .output()
+            .ok()?;
+        let owner = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (out.status.success() && !owner.is_empty()).then_some(owner)
+    }
+
+    fn config_text(&self, data_dir: &Path) -> String {
         let touch = format!("touch {}", shell_quote(&path_str(&self.wake_file)));
         format!(
             "# Written by taskwire at every start.\n\
+             set -g {OWNER_OPTION} {owner}\n\
              set -g remain-on-exit on\n\
              set -g exit-empty off\n\
              set -g default-shell /bin/sh\n\
@@ -133,7 +206,8 @@ impl Tmux {
              set-hook -g client-attached {wake}\n\
              set-hook -g client-detached {wake}\n\
              set-hook -g client-resized {wake}\n",
-            wake = tmux_quote(&format!("run-shell -b {}", tmux_quote(&touch)))
+            wake = tmux_quote(&format!("run-shell -b {}", tmux_quote(&touch))),
+            owner = tmux_quote(&path_str(data_dir)),
         )
     }
 
