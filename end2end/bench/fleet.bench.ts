@@ -111,7 +111,7 @@ test('the fleet: exit to pill across nodes, events per second, resume on another
   const nodes: Taskwire[] = [];
   try {
     for (const name of ['node-a', 'node-b', 'node-c']) {
-      nodes.push(await Taskwire.start({ TASKWIRE_NATS_URL: nats.url, TASKWIRE_NODE: name }));
+      nodes.push(await Taskwire.start({ TASKWIRE_NATS_URL: nats.url, TASKWIRE_NATS_INSECURE: "1", TASKWIRE_NODE: name }));
     }
     const [a, b, c] = nodes;
     await expect.poll(async () => (await a.api('GET', '/api/nodes')).json.nodes

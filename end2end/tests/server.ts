@@ -124,7 +124,7 @@ export async function startFleet(): Promise<{ nats: Nats; a: Taskwire; b: Taskwi
   const nodes: Taskwire[] = [];
   try {
     for (const name of ['node-a', 'node-b']) {
-      nodes.push(await Taskwire.start({ TASKWIRE_NATS_URL: nats.url, TASKWIRE_NODE: name }));
+      nodes.push(await Taskwire.start({ TASKWIRE_NATS_URL: nats.url, TASKWIRE_NATS_INSECURE: "1", TASKWIRE_NODE: name }));
     }
     const [a, b] = nodes;
     for (const [server, other] of [[a, 'node-b'], [b, 'node-a']] as const) {

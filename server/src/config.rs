@@ -77,6 +77,11 @@ pub struct Config {
     #[arg(long, env = "TASKWIRE_NATS_URL", hide_env_values = true)]
     pub nats_url: Option<String>,
 
+    /// Join a NATS server that lets anyone in (no user, token or credentials asked): whoever
+    /// reaches it could act on every node. Off: such a server is refused.
+    #[arg(long, env = "TASKWIRE_NATS_INSECURE")]
+    pub nats_insecure: bool,
+
     /// A NATS credentials file, for a NATS server that asks for one.
     #[arg(long, env = "TASKWIRE_NATS_CREDS", hide_env_values = true)]
     pub nats_creds: Option<PathBuf>,
@@ -105,6 +110,7 @@ impl Config {
             notify_url: None,
             nats_url: None,
             nats_creds: None,
+            nats_insecure: false,
             node: None,
         }
     }

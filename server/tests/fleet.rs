@@ -322,6 +322,7 @@ async fn a_browser_further_behind_than_the_ring_resumes_from_the_stream() {
     let a = fixture_a
         .serve_with(|c| {
             c.nats_url = Some(url.clone());
+            c.nats_insecure = true;
             c.node = Some("node-a".into());
             c.replay = 4;
         })
@@ -487,4 +488,116 @@ async fn a_request_on_nats_with_credentials_of_its_own_is_only_ever_a_state_repo
     assert_eq!(answer["status"], 403, "{answer}");
     let (_, list) = b.call(Method::GET, "/api/tasks", None).await;
     assert_eq!(list["tasks"].as_array().unwrap().len(), 0, "{list}");
+}
+
+#[tokio::test]
+async fn a_nats_server_that_lets_anyone_in_is_refused_unless_insecure_is_said() {
+    let nats = Nats::start().await;
+    let fixture = Fixture::new();
+    let mut config = fixture.config();
+    config.nats_url = Some(nats.url());
+    config.node = Some("node-a".into());
+    let leptos = leptos::prelude::LeptosOptions::builder()
+        .output_name("taskwire")
+        .build();
+    let refused = server::AppState::open(config, leptos)
+        .unwrap()
+        .join_fleet()
+        .await
+        .err()
+        .expect("an open NATS server is refused")
+        .to_string();
+    assert!(refused.contains("lets anyone in"), "{refused}");
+    assert!(refused.contains("TASKWIRE_NATS_INSECURE"), "{refused}");
+}
+
+/// The fleet on `recipes/nats-fleet.conf` (one user per node): it works, a node cannot
+/// publish on another's subject, and what it says on its own about another node's task is
+/// refused by every node, as is an event that does not read.
+#[tokio::test]
+async fn with_a_user_per_node_no_node_speaks_for_another() {
+    let nats = Nats::start_fleet_config().await;
+    let (fixture_a, fixture_b) = (Fixture::new(), Fixture::new());
+    let node = |name: &str, password: &str| {
+        let (url, name) = (nats.url_as(name, password), name.to_string());
+        move |c: &mut server::Config| {
+            c.nats_url = Some(url);
+            c.node = Some(name);
+        }
+    };
+    let a = fixture_a
+        .serve_with(node("buildbox-1", "change-me-1"))
+        .await;
+    let b = fixture_b
+        .serve_with(node("buildbox-2", "change-me-2"))
+        .await;
+    a.wait_for_node("buildbox-2", true).await;
+    let task = a
+        .create(json!({"command": "sleep 600", "node": "buildbox-2"}))
+        .await;
+    assert_eq!(task.node, "buildbox-2");
+    wait_listed(&a, &task.id, "running").await;
+
+    // buildbox-1 cannot publish as buildbox-2.
+    let client = async_nats::ConnectOptions::with_user_and_password(
+        "buildbox-1".into(),
+        "change-me-1".into(),
+    )
+    .connect(nats.url())
+    .await
+    .unwrap();
+    let jetstream = async_nats::jetstream::new(client.clone());
+    let spoofed = json!({"id": task.id, "name": "mine now"});
+    let published = tokio::time::timeout(Duration::from_secs(3), async {
+        jetstream
+            .publish(
+                "taskwire.events.buildbox-2",
+                format!("task.updated\n{spoofed}").into(),
+            )
+            .await?
+            .await
+    })
+    .await;
+    assert!(
+        !matches!(published, Ok(Ok(_))),
+        "the stream took buildbox-1's event on buildbox-2's subject"
+    );
+
+    // On its own subject: a record of buildbox-2's task re-homed to buildbox-1, and data
+    // that does not read (with a raw \r that would add an SSE field).
+    let mut record = a.task(&task.id).await;
+    record.node = "buildbox-1".into();
+    record.name = "re-homed".into();
+    let rehomed = serde_json::to_string(&record).unwrap();
+    for payload in [
+        format!("task.updated\n{rehomed}"),
+        "task.updated\n{\"id\":\"x\r\nevent: task.deleted\"".to_string(),
+    ] {
+        jetstream
+            .publish("taskwire.events.buildbox-1", payload.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    for server in [&a, &b] {
+        let refused = || {
+            let fleet = server.state.fleet.as_ref().unwrap();
+            fleet
+                .broker
+                .metrics
+                .refused
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        common::wait_until("both events refused", SOON, || refused() >= 2).await;
+        let seen = server.task(&task.id).await;
+        assert_eq!(seen.node, "buildbox-2", "{seen:?}");
+        assert_ne!(seen.name, "re-homed");
+    }
+    // The fleet still works as itself: a kill through buildbox-1 reaches buildbox-2.
+    let (status, body) = a
+        .call(Method::POST, &format!("/api/tasks/{}/kill", task.id), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(!session_exists(&fixture_b.socket, &task.id));
 }

@@ -63,6 +63,9 @@ pub struct BrokerMetrics {
     pub open_streams: AtomicUsize,
     /// Open streams whose socket the fan-out writes to itself (`fanout`).
     pub lent_streams: AtomicUsize,
+    /// Events from an outside log (a fleet's stream) refused: unreadable, or about a task
+    /// of another node than the one that sent it.
+    pub refused: AtomicU64,
 }
 
 /// The JSON of a wire type, as event data.

@@ -1,9 +1,12 @@
 //! The event log: this node's outbox sent to the stream, and the stream read back into the
 //! view and the broker this node's browsers listen to.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
+};
 
-use app::model::{event, Deleted, Task};
+use app::model::{event, Deleted, NodeStatus, Task};
 use async_nats::jetstream::{
     consumer::{pull, DeliverPolicy},
     message::PublishMessage,
@@ -13,7 +16,10 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::{event_subject, outbox::Entry, Fleet};
-use crate::events::broker::{Archive, Archived};
+use crate::events::{
+    broker::{Archive, Archived},
+    event::to_json,
+};
 use crate::sync::lock;
 
 /// How long to wait before sending again after NATS failed to take an event.
@@ -151,39 +157,108 @@ async fn read_from(
         };
         let message = message?;
         let seq = message.info()?.stream_sequence;
-        let payload = String::from_utf8_lossy(&message.payload);
-        if let Some((name, data)) = payload.split_once('\n') {
-            fleet.apply(seq, name, data);
-        }
+        fleet.apply(seq, &message.subject, &message.payload);
         *next = seq + 1;
     }
 }
 
 impl Fleet {
-    /// One event of the log: the view changes and the browsers hear of it, together.
-    fn apply(&self, seq: u64, name: &str, data: &str) {
-        let Some(name) = known_event(name) else {
-            tracing::warn!("an unknown event in the log: {name}");
-            return;
-        };
+    /// One event of the log: the view changes and the browsers hear of it, together. An
+    /// event that does not read, or that a node sent about another node's task, is
+    /// refused (counted, never relayed).
+    fn apply(&self, seq: u64, subject: &str, payload: &[u8]) {
         let mut view = lock(&self.view);
-        match name {
-            event::TASK_DELETED => {
-                if let Ok(deleted) = serde_json::from_str::<Deleted>(data) {
-                    lock(&self.placed).remove(&deleted.id);
-                    view.remove(&deleted.id);
+        let Some(event) = LogEvent::read(subject, payload) else {
+            return self.refuse(seq, subject, "an unreadable event");
+        };
+        let sender = event.sender();
+        match &event.body {
+            Body::Task(task) => {
+                // A node speaks for its own tasks only, and a task does not change nodes.
+                let owner = view.get(&task.id).map_or(&task.node, |known| &known.node);
+                if task.node != sender || *owner != sender {
+                    return self.refuse(seq, subject, "a task of another node");
                 }
+                lock(&self.placed).remove(&task.id);
+                view.insert(task.id.clone(), task.clone());
             }
-            event::NODE_STATUS => {}
-            _ => match serde_json::from_str::<Task>(data) {
-                Ok(task) => {
-                    lock(&self.placed).remove(&task.id);
-                    view.insert(task.id.clone(), task);
+            Body::Deleted(deleted) => {
+                if view.get(&deleted.id).is_some_and(|t| t.node != sender) {
+                    return self.refuse(seq, subject, "a task of another node");
                 }
-                Err(e) => tracing::warn!("an unreadable {name} event: {e}"),
-            },
+                lock(&self.placed).remove(&deleted.id);
+                view.remove(&deleted.id);
+            }
+            Body::NodeStatus(_) => {}
         }
-        self.broker.publish_numbered(seq, name, data.to_string());
+        let (name, data) = event.relayed();
+        self.broker.publish_numbered(seq, name, data);
+    }
+
+    fn refuse(&self, seq: u64, subject: &str, what: &str) {
+        self.broker.metrics.refused.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!("refused {what} (stream sequence {seq}, subject {subject})");
+    }
+}
+
+/// An event of the log as it was read: who sent it (the node of its subject) and what it
+/// says, checked against the wire types.
+struct LogEvent {
+    /// The subject it came on, `taskwire.events.<node>`.
+    subject: String,
+    name: &'static str,
+    body: Body,
+}
+
+enum Body {
+    Task(Task),
+    Deleted(Deleted),
+    NodeStatus(NodeStatus),
+}
+
+impl LogEvent {
+    fn read(subject: &str, payload: &[u8]) -> Option<LogEvent> {
+        subject.strip_prefix("taskwire.events.")?;
+        let (name, data) = std::str::from_utf8(payload).ok()?.split_once('\n')?;
+        let name = known_event(name)?;
+        let body = match name {
+            event::TASK_DELETED => Body::Deleted(serde_json::from_str(data).ok()?),
+            event::NODE_STATUS => Body::NodeStatus(serde_json::from_str(data).ok()?),
+            _ => Body::Task(serde_json::from_str(data).ok()?),
+        };
+        Some(LogEvent {
+            subject: subject.to_string(),
+            name,
+            body,
+        })
+    }
+
+    fn sender(&self) -> &str {
+        self.subject.trim_start_matches("taskwire.events.")
+    }
+
+    /// What browsers are sent: the event written anew from what was read, so nothing but
+    /// the wire type's own JSON (no stray `\r` or field) reaches them.
+    fn relayed(&self) -> (&'static str, String) {
+        let data = match &self.body {
+            Body::Task(task) => to_json(task),
+            Body::Deleted(deleted) => to_json(deleted),
+            Body::NodeStatus(status) => to_json(status),
+        };
+        (self.name, data)
+    }
+
+    /// As `read`, for an event read back for a resume: a task event counts only from its
+    /// own node's subject.
+    fn archived(seq: u64, subject: &str, payload: &[u8]) -> Option<Archived> {
+        let event = LogEvent::read(subject, payload)?;
+        if let Body::Task(task) = &event.body {
+            if task.node != event.sender() {
+                return None;
+            }
+        }
+        let (name, data) = event.relayed();
+        Some((seq, name, data))
     }
 }
 
@@ -252,12 +327,7 @@ async fn read_range(
         if seq > to {
             break;
         }
-        let payload = String::from_utf8_lossy(&message.payload);
-        if let Some((name, data)) = payload.split_once('\n') {
-            if let Some(name) = known_event(name) {
-                events.push((seq, name, data.to_string()));
-            }
-        }
+        events.extend(LogEvent::archived(seq, &message.subject, &message.payload));
         if seq == to {
             break;
         }

@@ -98,10 +98,35 @@ impl Fleet {
         if let Some(creds) = &config.nats_creds {
             options = options.credentials_file(creds).await?;
         }
+        // The client does not read credentials from the URL itself.
+        if let Ok(addr) = url.parse::<async_nats::ServerAddr>() {
+            match (addr.username(), addr.password()) {
+                (Some(user), Some(password)) => {
+                    options = options.user_and_password(user.into(), password.into());
+                }
+                (Some(token), None) => options = options.token(token.into()),
+                _ => {}
+            }
+        }
         let client = options.connect(url).await.map_err(|e| {
             let url = crate::config::without_credentials(url);
             format!("cannot reach NATS at {url}: {e}")
         })?;
+        if !client.server_info().auth_required {
+            let url = crate::config::without_credentials(url);
+            if !config.nats_insecure {
+                return Err(format!(
+                    "the NATS server at {url} lets anyone in, and whoever reaches it could act \
+                     on every node: give it users (see the README), or set \
+                     TASKWIRE_NATS_INSECURE=1 if you mean it"
+                )
+                .into());
+            }
+            tracing::warn!(
+                "INSECURE: the NATS server at {url} lets anyone in; whoever reaches it can act \
+                 on every node (TASKWIRE_NATS_INSECURE is set)"
+            );
+        }
         let jetstream = jetstream::new(client.clone());
         let mut stream = jetstream
             .get_or_create_stream(jetstream::stream::Config {

@@ -63,6 +63,12 @@ pub async fn metrics(State(state): State<Gauges>) -> impl IntoResponse {
         broker.dropped.load(Ordering::Relaxed),
     );
     counter(
+        "taskwire_events_refused_total",
+        "counter",
+        "Events of the fleet's log refused: unreadable, or sent by a node about another's task.",
+        broker.refused.load(Ordering::Relaxed),
+    );
+    counter(
         "taskwire_resyncs_sent_total",
         "counter",
         "resync frames sent to subscribers that fell behind.",

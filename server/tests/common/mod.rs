@@ -60,6 +60,8 @@ impl Fixture {
         let url = nats.url();
         self.serve_with(|c| {
             c.nats_url = Some(url);
+            // The tests' nats-server lets anyone in.
+            c.nats_insecure = true;
             c.node = Some(name.to_string());
         })
         .await
@@ -375,6 +377,8 @@ fn parse_frame(block: &str) -> Frame {
 pub struct Nats {
     pub port: u16,
     store: tempfile::TempDir,
+    /// A configuration file it runs with (users and their permissions), if any.
+    config: Option<std::path::PathBuf>,
     process: Option<std::process::Child>,
 }
 
@@ -388,10 +392,34 @@ impl Nats {
         let mut nats = Nats {
             port,
             store: tempfile::tempdir().unwrap(),
+            config: None,
             process: None,
         };
         nats.launch().await;
         nats
+    }
+
+    /// One running `recipes/nats-fleet.conf` (its users: buildbox-1 and buildbox-2), on a
+    /// free port with a temporary store.
+    pub async fn start_fleet_config() -> Nats {
+        let mut nats = Nats::start().await;
+        nats.stop();
+        let text = include_str!("../../../recipes/nats-fleet.conf")
+            .replace("127.0.0.1:4222", &format!("127.0.0.1:{}", nats.port))
+            .replace(
+                "/var/lib/nats",
+                &nats.store.path().join("js").to_string_lossy(),
+            );
+        let path = nats.store.path().join("nats.conf");
+        std::fs::write(&path, text).unwrap();
+        nats.config = Some(path);
+        nats.launch().await;
+        nats
+    }
+
+    /// The URL a node joins with as `user`.
+    pub fn url_as(&self, user: &str, password: &str) -> String {
+        format!("nats://{user}:{password}@127.0.0.1:{}", self.port)
     }
 
     pub fn url(&self) -> String {
@@ -399,16 +427,22 @@ impl Nats {
     }
 
     async fn launch(&mut self) {
-        let process = std::process::Command::new("nats-server")
-            .args([
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-sd",
-            ])
-            .arg(self.store.path())
+        let mut command = std::process::Command::new("nats-server");
+        if let Some(config) = &self.config {
+            command.arg("-c").arg(config);
+        } else {
+            command
+                .args([
+                    "-js",
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-sd",
+                ])
+                .arg(self.store.path());
+        }
+        let process = command
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
