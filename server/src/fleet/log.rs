@@ -180,7 +180,7 @@ impl Fleet {
                     return self.refuse(seq, subject, "a task of another node");
                 }
                 lock(&self.placed).remove(&task.id);
-                view.insert(task.id.clone(), task.clone());
+                view.insert(task.id.clone(), (**task).clone());
             }
             Body::Deleted(deleted) => {
                 if view.get(&deleted.id).is_some_and(|t| t.node != sender) {
@@ -211,7 +211,7 @@ struct LogEvent {
 }
 
 enum Body {
-    Task(Task),
+    Task(Box<Task>),
     Deleted(Deleted),
     NodeStatus(NodeStatus),
 }
@@ -224,7 +224,7 @@ impl LogEvent {
         let body = match name {
             event::TASK_DELETED => Body::Deleted(serde_json::from_str(data).ok()?),
             event::NODE_STATUS => Body::NodeStatus(serde_json::from_str(data).ok()?),
-            _ => Body::Task(serde_json::from_str(data).ok()?),
+            _ => Body::Task(Box::new(serde_json::from_str(data).ok()?)),
         };
         Some(LogEvent {
             subject: subject.to_string(),
@@ -241,7 +241,7 @@ impl LogEvent {
     /// the wire type's own JSON (no stray `\r` or field) reaches them.
     fn relayed(&self) -> (&'static str, String) {
         let data = match &self.body {
-            Body::Task(task) => to_json(task),
+            Body::Task(task) => to_json(&**task),
             Body::Deleted(deleted) => to_json(deleted),
             Body::NodeStatus(status) => to_json(status),
         };
