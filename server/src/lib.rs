@@ -326,6 +326,9 @@ fn private_dir(dir: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
     dir.canonicalize()
 }
 
+/// How long the data dir's lock is tried before another taskwire is said to hold it.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// An exclusive lock on `data_dir/lock`, or a clear refusal: two taskwires on one data
 /// dir would both reconcile, kill and record the same tasks.
 fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, StartError> {
@@ -337,8 +340,18 @@ fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, StartError
         .write(true)
         .mode(0o600)
         .open(&path)?;
+    // The lock of a taskwire killed a moment ago can still be held for a moment (the crash
+    // test's restart right after SIGKILL found it taken about once in ten, and nothing held
+    // it a moment later: most likely a child between its fork and its exec, with a copy of
+    // the descriptor). So it is tried for a little while before a running taskwire is
+    // concluded.
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
     // SAFETY: flock on a descriptor we own; the lock lives as long as the file.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+    while unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            continue;
+        }
         return Err(format!(
             "another taskwire is already running on {} (it holds {})",
             data_dir.display(),

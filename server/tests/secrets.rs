@@ -1,91 +1,28 @@
 //! No secret reaches a task or a log: the real binary, started as the README shows (its
 //! secrets in its environment), with a real tmux server and a real webhook URL that fails.
 
+mod common;
+
 use std::{
-    io::{BufRead, BufReader},
     path::Path,
-    process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use app::model::{Task, TaskStatus};
+use common::Binary;
 use serde_json::json;
 
 const MASTER: &str = "master-secret-0f3a9c";
 const HOOK_SECRET: &str = "hook-topic-secret-77d1";
 
-/// The binary, running, with what it printed on stderr so far.
-struct Binary {
-    child: Child,
-    base: String,
-    stderr: Arc<Mutex<String>>,
-    socket: String,
-}
-
-impl Binary {
-    fn start(data_dir: &Path, socket: &str) -> Binary {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_taskwire"))
-            .env("TASKWIRE_TOKEN", MASTER)
-            .env(
-                "TASKWIRE_NOTIFY_URL",
-                format!("http://127.0.0.1:9/{HOOK_SECRET}"),
-            )
-            .env("TASKWIRE_DATA_DIR", data_dir)
-            .env("TASKWIRE_TMUX_SOCKET", socket)
-            .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the binary starts");
-        // What it prints (its log goes to stdout) is kept, and drained so it never blocks.
-        let printed = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        for pipe in [
-            Box::new(stdout) as Box<dyn std::io::Read + Send>,
-            Box::new(stderr),
-        ] {
-            let (sink, tx) = (printed.clone(), tx.clone());
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    if let Some(url) = line.trim().strip_prefix("taskwire is listening on ") {
-                        let _ = tx.send(url.to_string());
-                    }
-                    let mut text = sink.lock().unwrap();
-                    text.push_str(&line);
-                    text.push('\n');
-                }
-            });
-        }
-        let base = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("the binary did not listen: {}", printed.lock().unwrap()));
-        let stderr = printed;
-        Binary {
-            child,
-            base,
-            stderr,
-            socket: socket.to_string(),
-        }
-    }
-
-    /// What it printed so far, stdout and stderr.
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
-    }
+fn start(data_dir: &Path, socket: &str) -> Binary {
+    let hook = format!("http://127.0.0.1:9/{HOOK_SECRET}");
+    Binary::start(
+        data_dir,
+        socket,
+        &[("TASKWIRE_TOKEN", MASTER), ("TASKWIRE_NOTIFY_URL", &hook)],
+    )
 }
 
 async fn create(client: &reqwest::Client, base: &str, command: &str) -> Task {
@@ -130,7 +67,7 @@ async fn no_task_sees_the_servers_secrets_or_a_task_token_in_any_command_line() 
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     let socket = format!("twsecrets-{}", std::process::id());
-    let binary = Binary::start(&data_dir, &socket);
+    let binary = start(&data_dir, &socket);
     let client = reqwest::Client::new();
     // The first task's command is what starts the tmux server (whose command line is that
     // first client's for as long as it runs).
@@ -171,13 +108,13 @@ async fn no_task_sees_the_servers_secrets_or_a_task_token_in_any_command_line() 
     }
     // The webhook failed (nothing listens on port 9); its log names no URL.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !binary.stderr().contains("webhook:") {
+    while !binary.printed().contains("webhook:") {
         assert!(Instant::now() < deadline, "no webhook failure logged");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Everything printed but the sign-in link, which carries the token by design.
     let logged: String = binary
-        .stderr()
+        .printed()
         .lines()
         .filter(|line| !line.starts_with("sign in with "))
         .collect();

@@ -476,3 +476,78 @@ impl Drop for Nats {
         self.stop();
     }
 }
+
+/// The real binary (`taskwire`), running on a data dir and tmux socket of the test's, with
+/// what it printed so far; killed (SIGKILL) when dropped, its tmux server with it unless
+/// `keep_tmux`.
+pub struct Binary {
+    child: std::process::Child,
+    pub base: String,
+    printed: std::sync::Arc<std::sync::Mutex<String>>,
+    socket: String,
+    pub keep_tmux: bool,
+}
+
+impl Binary {
+    pub fn start(data_dir: &Path, socket: &str, env: &[(&str, &str)]) -> Binary {
+        use std::io::{BufRead, BufReader};
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_taskwire"));
+        command
+            .env("TASKWIRE_DATA_DIR", data_dir)
+            .env("TASKWIRE_TMUX_SOCKET", socket)
+            .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = command.spawn().expect("the binary starts");
+        // What it prints (its log goes to stdout) is kept, and drained so it never blocks.
+        let printed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        for pipe in [
+            Box::new(stdout) as Box<dyn std::io::Read + Send>,
+            Box::new(stderr),
+        ] {
+            let (sink, tx) = (printed.clone(), tx.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if let Some(url) = line.trim().strip_prefix("taskwire is listening on ") {
+                        let _ = tx.send(url.to_string());
+                    }
+                    let mut text = sink.lock().unwrap();
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            });
+        }
+        let base = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("the binary did not listen: {}", printed.lock().unwrap()));
+        Binary {
+            child,
+            base,
+            printed,
+            socket: socket.to_string(),
+            keep_tmux: false,
+        }
+    }
+
+    /// What it printed so far, stdout and stderr.
+    pub fn printed(&self) -> String {
+        self.printed.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !self.keep_tmux {
+            let _ = std::process::Command::new("tmux")
+                .args(["-L", &self.socket, "kill-server"])
+                .output();
+        }
+    }
+}
