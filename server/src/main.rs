@@ -11,6 +11,12 @@ async fn main() -> Result<(), server::StartError> {
         )
         .init();
     let config = Config::parse();
+    if std::env::args().any(|a| a == "--token" || a.starts_with("--token=")) {
+        // A command line is readable by every local user (`/proc/<pid>/cmdline`).
+        tracing::warn!(
+            "the token was given as --token, which every local user can read: use TASKWIRE_TOKEN"
+        );
+    }
     let open_files = server::http::serve::raise_open_files_limit();
     tracing::debug!("open files limit: {open_files}");
     // cargo-leptos bakes the site's file names into the build; the address is ours.
