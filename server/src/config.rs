@@ -79,7 +79,7 @@ pub struct Config {
 
     /// Join a NATS server that lets anyone in (no user, token or credentials asked): whoever
     /// reaches it could act on every node. Off: such a server is refused.
-    #[arg(long, env = "TASKWIRE_NATS_INSECURE")]
+    #[arg(long, env = "TASKWIRE_NATS_INSECURE", value_parser = clap::builder::BoolishValueParser::new())]
     pub nats_insecure: bool,
 
     /// A NATS credentials file, for a NATS server that asks for one.

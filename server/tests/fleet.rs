@@ -563,6 +563,22 @@ async fn with_a_user_per_node_no_node_speaks_for_another() {
         "the stream took buildbox-1's event on buildbox-2's subject"
     );
 
+    // Nor write buildbox-2's record of the task.
+    let record = tokio::time::timeout(Duration::from_secs(3), async {
+        jetstream
+            .publish(
+                format!("$KV.taskwire_tasks.buildbox-2.{}", task.id),
+                spoofed.to_string().into(),
+            )
+            .await?
+            .await
+    })
+    .await;
+    assert!(
+        !matches!(record, Ok(Ok(_))),
+        "the bucket took buildbox-1's write of buildbox-2's record"
+    );
+
     // On its own subject: a record of buildbox-2's task re-homed to buildbox-1, and data
     // that does not read (with a raw \r that would add an SSE field).
     let mut record = a.task(&task.id).await;

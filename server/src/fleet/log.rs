@@ -74,7 +74,10 @@ async fn send_batch(fleet: &Fleet, entries: &[Entry]) -> Result<(), async_nats::
                     tracing::error!("an unreadable task.deleted in the outbox: not a record");
                     continue;
                 };
-                fleet.records.delete(&deleted.id).await?;
+                fleet
+                    .records
+                    .delete(super::record_key(&fleet.node, &deleted.id))
+                    .await?;
             }
             event::TASK_CREATED | event::TASK_STATUS | event::TASK_UPDATED => {
                 // What this node wrote itself; should it not read, the event still goes.
@@ -83,7 +86,11 @@ async fn send_batch(fleet: &Fleet, entries: &[Entry]) -> Result<(), async_nats::
                     continue;
                 };
                 let record = PublishMessage::build().payload(entry.data.clone().into());
-                let subject = format!("$KV.{}.{}", super::RECORDS, task.id);
+                let subject = format!(
+                    "$KV.{}.{}",
+                    super::RECORDS,
+                    super::record_key(&fleet.node, &task.id)
+                );
                 acks.push(fleet.jetstream.send_publish(subject, record).await?);
             }
             _ => {}

@@ -360,20 +360,42 @@ async fn records_bucket(jetstream: &jetstream::Context) -> Result<kv::Store, Fle
         .map_err(|e| format!("the records bucket: {e}"))?)
 }
 
-/// Every record in the bucket.
+/// A task's key in the records bucket: `<node>.<id>`, under its node's name, so that NATS
+/// permissions can let each node write only its own (`recipes/nats-fleet.conf`).
+fn record_key(node: &str, id: &str) -> String {
+    format!("{node}.{id}")
+}
+
+/// Every record in the bucket that is what its key says: a record under one node's name
+/// about another's task is refused, and so is a task two nodes claim (until its owner's
+/// next event says whose it is). Records of earlier versions, keyed by id alone, are passed
+/// over: each node writes its own anew when it starts.
 async fn read_records(records: &kv::Store) -> Result<HashMap<String, Task>, FleetError> {
-    let mut view = HashMap::new();
+    let mut view: HashMap<String, Task> = HashMap::new();
+    let mut claimed_twice = Vec::new();
     let mut keys = records.keys().await?;
     while let Some(key) = keys.next().await {
         let key = key?;
-        if let Some(value) = records.get(&key).await? {
-            match serde_json::from_slice::<Task>(&value) {
-                Ok(task) => {
-                    view.insert(task.id.clone(), task);
+        let Some(value) = records.get(&key).await? else {
+            continue;
+        };
+        match serde_json::from_slice::<Task>(&value) {
+            Ok(task) if key == record_key(&task.node, &task.id) => {
+                if view
+                    .get(&task.id)
+                    .is_some_and(|other| other.node != task.node)
+                {
+                    claimed_twice.push(task.id.clone());
                 }
-                Err(e) => tracing::warn!("an unreadable record {key}: {e}"),
+                view.insert(task.id.clone(), task);
             }
+            Ok(_) => tracing::warn!("refused the record {key}: it is about another key's task"),
+            Err(e) => tracing::warn!("an unreadable record {key}: {e}"),
         }
+    }
+    for id in claimed_twice {
+        tracing::warn!("refused the records of task {id}: two nodes claim it");
+        view.remove(&id);
     }
     Ok(view)
 }
