@@ -262,6 +262,9 @@ impl AppState {
     }
 }
 
+/// How long a stopping node may take to send the fleet its last changes.
+const OUTBOX_FLUSH_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A node that runs: its state, where it listens, and its server and background work.
 pub struct Node {
     pub state: AppState,
@@ -298,8 +301,9 @@ impl Node {
         })
     }
 
-    /// Waits until the server and its background work have stopped (after `shutdown`); a
-    /// panic in either goes on here.
+    /// Waits until the server and its background work have stopped (after `shutdown`),
+    /// then, in a fleet, sends the fleet what the outbox still holds; a panic in either
+    /// goes on here.
     pub async fn stopped(self) {
         for work in [self.server, self.background] {
             if let Err(e) = work.await {
@@ -307,6 +311,9 @@ impl Node {
                     std::panic::resume_unwind(e.into_panic());
                 }
             }
+        }
+        if let Some(fleet) = &self.state.fleet {
+            fleet.flush_outbox(OUTBOX_FLUSH_WITHIN).await;
         }
     }
 }

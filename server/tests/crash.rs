@@ -120,6 +120,16 @@ async fn wait_until_agreed(client: &reqwest::Client, base: &str, socket: &str) -
     }
 }
 
+fn assert_still_running(tasks: &[Task], must_run: &[String]) {
+    for id in must_run {
+        let task = tasks
+            .iter()
+            .find(|t| &t.id == id)
+            .expect("the task is kept");
+        assert_eq!(task.status, TaskStatus::Running, "after a crash: {task:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_crash_at_any_moment_loses_no_running_task() {
     let dir = tempfile::tempdir().unwrap();
@@ -130,13 +140,7 @@ async fn a_crash_at_any_moment_loses_no_running_task() {
     for round in 0..ROUNDS {
         let binary = start(&data_dir, &socket);
         let tasks = wait_until_agreed(&client, &binary.base, &socket).await;
-        for id in &must_run {
-            let task = tasks
-                .iter()
-                .find(|t| &t.id == id)
-                .expect("the task is kept");
-            assert_eq!(task.status, TaskStatus::Running, "after a crash: {task:?}");
-        }
+        assert_still_running(&tasks, &must_run);
         // The crash comes at a moment spread over the burst: 0, 12, 24, … ms into it.
         let base = binary.base.clone();
         let work = tokio::spawn({
@@ -156,17 +160,7 @@ async fn a_crash_at_any_moment_loses_no_running_task() {
     }
     let binary = start(&data_dir, &socket);
     let tasks = wait_until_agreed(&client, &binary.base, &socket).await;
-    for id in &must_run {
-        let task = tasks
-            .iter()
-            .find(|t| &t.id == id)
-            .expect("the task is kept");
-        assert_eq!(
-            task.status,
-            TaskStatus::Running,
-            "after the last crash: {task:?}"
-        );
-    }
+    assert_still_running(&tasks, &must_run);
     // The crashes fell where they should: on creates under way (recorded, never started,
     // so `error`) as well as between answered ones.
     let statuses: Vec<&str> = tasks.iter().map(|t| t.status.as_str()).collect();

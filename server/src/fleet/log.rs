@@ -62,6 +62,33 @@ pub async fn send_outbox(fleet: Arc<Fleet>, shutdown: CancellationToken) {
     }
 }
 
+impl Fleet {
+    /// Sends what the outbox still holds, for at most `within`: a node that stops sends
+    /// the fleet its last changes before it goes (a task created a moment before would
+    /// otherwise be unknown to the others until the node is back).
+    pub async fn flush_outbox(self: &Arc<Self>, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        let flushed = tokio::time::timeout_at(deadline, async {
+            self.with_outbox(|o| o.wait_written()).await;
+            loop {
+                let entries = match self.with_outbox(|o| o.oldest(256)).await {
+                    Some(Ok(entries)) if !entries.is_empty() => entries,
+                    _ => return Ok::<(), async_nats::Error>(()),
+                };
+                send_batch(self, &entries).await?;
+                let last = entries.last().map_or(0, |e| e.n);
+                self.with_outbox(move |o| o.remove_through(last)).await;
+            }
+        })
+        .await;
+        match flushed {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("the last changes wait for the next start: {e}"),
+            Err(_) => tracing::warn!("the last changes wait for the next start (NATS too slow)"),
+        }
+    }
+}
+
 /// A batch of events to the stream, their records to the bucket first (see
 /// `Fleet::join`). Two round trips for the batch, not two per event: the publishes are
 /// sent back to back on the one connection (which keeps their order), then acknowledged.

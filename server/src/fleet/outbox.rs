@@ -19,12 +19,19 @@ use crate::sync::lock;
 pub struct Outbox {
     conn: Arc<Mutex<Connection>>,
     /// To the writer thread.
-    queue: mpsc::Sender<(&'static str, String)>,
+    queue: mpsc::Sender<Queued>,
     /// This database's own id, in every message id: two nodes given the same name (or a
     /// data dir made anew) never have their events taken for each other's duplicates.
     pub instance: String,
     /// Told of every new entry once it is written.
     pub filled: Arc<Notify>,
+}
+
+/// What the writer thread is handed, in order.
+enum Queued {
+    Event(&'static str, String),
+    /// Answered once everything handed over before it is written.
+    Barrier(mpsc::Sender<()>),
 }
 
 /// One event waiting for JetStream; `n` never repeats (it names the message, so a resend
@@ -78,7 +85,16 @@ impl Outbox {
 
     /// Hands an event to the writer: never waits (it is called under the broker's lock).
     pub fn push(&self, name: &'static str, data: String) {
-        let _ = self.queue.send((name, data));
+        let _ = self.queue.send(Queued::Event(name, data));
+    }
+
+    /// Waits until every event pushed before is written (blocks: call it off the async
+    /// threads).
+    pub fn wait_written(&self) {
+        let (done, written) = mpsc::channel();
+        if self.queue.send(Queued::Barrier(done)).is_ok() {
+            let _ = written.recv();
+        }
     }
 
     /// The oldest entries, at most `limit`.
@@ -124,27 +140,39 @@ impl Outbox {
 
 /// The writer thread: writes what is queued, in order, each burst in one transaction, until
 /// the outbox is gone.
-fn write_queued(
-    conn: &Mutex<Connection>,
-    filled: &Notify,
-    queued: &mpsc::Receiver<(&'static str, String)>,
-) {
+fn write_queued(conn: &Mutex<Connection>, filled: &Notify, queued: &mpsc::Receiver<Queued>) {
     while let Ok(first) = queued.recv() {
-        let burst: Vec<_> = std::iter::once(first).chain(queued.try_iter()).collect();
-        let mut conn = lock(conn);
-        let written = conn.transaction().and_then(|tx| {
-            for (name, data) in &burst {
-                tx.execute(
-                    "INSERT INTO outbox (name, data) VALUES (?1, ?2)",
-                    params![name, data],
-                )?;
+        let mut burst = Vec::new();
+        let mut barriers = Vec::new();
+        for item in std::iter::once(first).chain(queued.try_iter()) {
+            match item {
+                Queued::Event(name, data) => burst.push((name, data)),
+                Queued::Barrier(done) => barriers.push(done),
             }
-            tx.commit()
-        });
-        drop(conn);
-        match written {
-            Ok(()) => filled.notify_one(),
-            Err(e) => tracing::error!("the fleet will miss {} events: {e}", burst.len()),
         }
+        if !burst.is_empty() {
+            write_burst(conn, filled, &burst);
+        }
+        for done in barriers {
+            let _ = done.send(());
+        }
+    }
+}
+
+fn write_burst(conn: &Mutex<Connection>, filled: &Notify, burst: &[(&'static str, String)]) {
+    let mut conn = lock(conn);
+    let written = conn.transaction().and_then(|tx| {
+        for (name, data) in burst {
+            tx.execute(
+                "INSERT INTO outbox (name, data) VALUES (?1, ?2)",
+                params![name, data],
+            )?;
+        }
+        tx.commit()
+    });
+    drop(conn);
+    match written {
+        Ok(()) => filled.notify_one(),
+        Err(e) => tracing::error!("the fleet will miss {} events: {e}", burst.len()),
     }
 }
