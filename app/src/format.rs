@@ -45,6 +45,7 @@ pub fn waiting_why(task: &Task, now_ms: f64) -> Option<String> {
     }
     Some(match (task.waiting_reason?, &task.message) {
         (WaitingReason::Terminal, _) => "reading its terminal".into(),
+        (WaitingReason::Prompt, _) => "asks on its screen".into(),
         (WaitingReason::Reported, Some(message)) => format!("said so: {message}"),
         (WaitingReason::Reported, None) => "said so".into(),
         (WaitingReason::Quiet, _) => {

@@ -109,6 +109,36 @@ pub struct Task {
     /// The taskwire node whose tmux runs the task.
     #[serde(default)]
     pub node: String,
+    /// The prompt its screen shows while it waits (null otherwise).
+    #[serde(default)]
+    #[patch(|this, new| *this = new)]
+    pub prompt: Option<Prompt>,
+}
+
+/// A prompt on a task's screen: a question and the choices that answer it (none for a
+/// question that wants words). `id` changes whenever the question or its choices do, so a
+/// reply names the prompt it answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prompt {
+    pub id: String,
+    pub question: String,
+    pub choices: Vec<Choice>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Choice {
+    pub id: String,
+    pub label: String,
+}
+
+/// The body of `POST /api/tasks/{id}/reply`: one of `choice` and `text`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    pub prompt: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choice: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 /// Why a task counts as `waiting-for-input`.
@@ -117,6 +147,8 @@ pub struct Task {
 pub enum WaitingReason {
     /// Its program is blocked reading its terminal (seen in `/proc`).
     Terminal,
+    /// Its screen shows a prompt (`Task::prompt`).
+    Prompt,
     /// Its program said so (`POST /api/tasks/{id}/state`).
     Reported,
     /// It printed nothing for `IDLE_WAITING_SECS`, and nothing better is known.
@@ -127,6 +159,7 @@ impl WaitingReason {
     pub fn as_str(self) -> &'static str {
         match self {
             WaitingReason::Terminal => "terminal",
+            WaitingReason::Prompt => "prompt",
             WaitingReason::Reported => "reported",
             WaitingReason::Quiet => "quiet",
         }
@@ -135,6 +168,7 @@ impl WaitingReason {
     pub fn parse(text: &str) -> Option<WaitingReason> {
         [
             WaitingReason::Terminal,
+            WaitingReason::Prompt,
             WaitingReason::Reported,
             WaitingReason::Quiet,
         ]

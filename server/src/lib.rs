@@ -30,7 +30,7 @@ use http::{
 };
 use leptos::prelude::LeptosOptions;
 use leptos_axum::{generate_route_list, LeptosRoutes};
-use tasks::{reconciler, runtime, store, view::TaskView, waiting};
+use tasks::{reconciler, runtime, store, view::TaskView, waiting, watch};
 use terminal::Terminals;
 use tokio_util::sync::CancellationToken;
 use tower_http::compression::{
@@ -247,9 +247,11 @@ impl AppState {
         }
     }
 
-    /// Starts the reconciler and the waiting passes; they stop with `shutdown`.
+    /// Starts the reconciler, the waiting passes and the screen watcher; they stop with
+    /// `shutdown`.
     pub fn spawn_reconciler(&self) -> tokio::task::JoinHandle<()> {
         let waiting = tokio::spawn(waiting::run(self.tasks.clone(), self.shutdown.clone()));
+        let screens = tokio::spawn(watch::run(self.tasks.clone(), self.shutdown.clone()));
         let reconciler = reconciler::run(
             self.reconciler.clone(),
             self.config.reconcile_every(),
@@ -258,6 +260,7 @@ impl AppState {
         tokio::spawn(async move {
             reconciler.await;
             let _ = waiting.await;
+            let _ = screens.await;
         })
     }
 }

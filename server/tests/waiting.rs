@@ -90,7 +90,21 @@ async fn python_asking_for_input_waits_at_once() {
     let waiting = server
         .wait_for_status(&task.id, TaskStatus::WaitingForInput, AT_ONCE)
         .await;
-    assert_eq!(waiting.waiting_reason, Some(WaitingReason::Terminal));
+    // Blocked reading its terminal, under a question: the question says what it waits for.
+    assert!(
+        matches!(
+            waiting.waiting_reason,
+            Some(WaitingReason::Terminal | WaitingReason::Prompt)
+        ),
+        "{waiting:?}"
+    );
+    let asks = server
+        .wait_for(&task.id, |t| t.prompt.is_some(), AT_ONCE)
+        .await;
+    assert_eq!(asks.waiting_reason, Some(WaitingReason::Prompt));
+    let prompt = asks.prompt.unwrap();
+    assert_eq!(prompt.question, "name?");
+    assert!(prompt.choices.is_empty());
 }
 
 /// Quiet work, however long against `IDLE_WAITING_SECS`, never counts as waiting: not a

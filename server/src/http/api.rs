@@ -14,7 +14,7 @@ use axum::{
 use serde::{de::DeserializeOwned, Deserialize};
 use std::sync::Arc;
 
-use app::model::{is_valid_task_id, Output, ReportedState, StateReport};
+use app::model::{is_valid_task_id, Output, Reply, ReportedState, StateReport};
 
 use crate::tasks::{view::TaskView, NewCommand, TaskError, Tasks};
 
@@ -48,6 +48,7 @@ where
             get(get_task).patch(rename_task).delete(delete_task),
         )
         .route("/tasks/{id}/input", post(send_input))
+        .route("/tasks/{id}/reply", post(reply))
         .route("/tasks/{id}/kill", post(kill_task))
         .route("/tasks/{id}/seen", post(mark_seen))
         .route("/tasks/{id}/output", get(output_tail))
@@ -241,6 +242,18 @@ async fn send_input(
             tasks.input(&id, &body.text, body.submit)
         })
         .await?,
+    ))
+}
+
+/// Answers the prompt on the task's screen (`409` if it no longer shows it).
+async fn reply(
+    State(state): State<Api>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Reply>,
+) -> ApiResult<impl IntoResponse> {
+    let id = task_id(id)?;
+    Ok(Json(
+        blocking(&state, move |tasks| tasks.reply(&id, &body)).await?,
     ))
 }
 

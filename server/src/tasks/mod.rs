@@ -11,7 +11,7 @@ use std::{
 };
 
 use app::model::{
-    event, Deleted, ReportedState, Task, TaskKind, TaskList, TaskStatus, WaitingReason,
+    event, Deleted, Reply, ReportedState, Task, TaskKind, TaskList, TaskStatus, WaitingReason,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use rand::Rng;
@@ -30,6 +30,7 @@ use self::{
 
 pub mod output;
 pub mod procfs;
+pub mod prompt;
 pub mod reconciler;
 pub mod runtime;
 pub mod screen;
@@ -37,6 +38,7 @@ pub mod store;
 pub mod tails;
 pub mod view;
 pub mod waiting;
+pub mod watch;
 
 pub const MAX_NAME_CHARS: usize = 100;
 /// The longest message a program may leave on its task.
@@ -84,8 +86,11 @@ pub struct Tasks {
     pub node: String,
     /// Wakes the reconciler for a pass now (a task was created, a pane died).
     pub reconcile_now: Notify,
-    /// The terminal models of live tasks whose tails are being read (`output`).
-    screens: Mutex<HashMap<String, screen::Screen>>,
+    /// The terminal models of live tasks, and what the screen watcher remembers of each
+    /// (`watch`); the tails are read from the same models (`output`).
+    watched: Mutex<HashMap<String, watch::Watched>>,
+    /// Tasks whose terminal was typed into since the screen watcher last looked.
+    typed: Mutex<HashSet<String>>,
     /// Panes' sizes as tmux last reported them (viewers of a terminal may resize a pane).
     pane_sizes: Mutex<HashMap<String, screen::PaneSize>>,
     /// Live panes' first processes and ttys, where waiting is read from `/proc`.
@@ -120,7 +125,8 @@ impl Tasks {
             idle_waiting,
             node,
             reconcile_now: Notify::new(),
-            screens: Mutex::default(),
+            watched: Mutex::default(),
+            typed: Mutex::default(),
             pane_sizes: Mutex::default(),
             pane_processes: Mutex::default(),
             verdicts: Mutex::default(),
@@ -243,6 +249,7 @@ impl Tasks {
             seen: false,
             waiting_reason: None,
             node: self.node.clone(),
+            prompt: None,
         };
         let token = new_secret();
         let env = [
@@ -362,6 +369,43 @@ impl Tasks {
         self.runtime
             .send_input(id, text, submit)
             .map_err(|e| TaskError::Conflict(format!("could not type into the task: {e}")))?;
+        self.answered(id)
+    }
+
+    /// Answers the prompt on a live task's screen: types what picks `reply.choice` (or the
+    /// words of `reply.text`), only if the screen still shows the prompt `reply.prompt` and
+    /// nobody answered it yet; a stale tap types nothing.
+    pub fn reply(&self, id: &str, reply: &Reply) -> TaskResult<Task> {
+        if reply.choice.is_some() == reply.text.is_some() {
+            return Err(TaskError::Unprocessable(
+                "send one of `choice` and `text`".into(),
+            ));
+        }
+        let task = self.get(id)?;
+        if !task.status.is_live() {
+            return Err(TaskError::Conflict(format!(
+                "task is {}",
+                task.status.as_str()
+            )));
+        }
+        let sighting = self
+            .prompt_to_answer(id, task.kind, &reply.prompt)?
+            .ok_or_else(|| TaskError::Conflict("the prompt has changed".into()))?;
+        let answer = sighting
+            .answer(reply.choice.as_deref(), reply.text.as_deref())
+            .map_err(|e| TaskError::Unprocessable(e.to_string()))?;
+        let typed = match answer {
+            prompt::Answer::Keys(keys) => self.runtime.send_keys(id, &keys),
+            prompt::Answer::Words(words) => self.runtime.send_input(id, &words, true),
+        };
+        typed.map_err(|e| TaskError::Conflict(format!("could not type into the task: {e}")))?;
+        self.answered(id)
+    }
+
+    /// The person answered: the task runs again, and what its screen asked is no reason to
+    /// wait any more.
+    fn answered(&self, id: &str) -> TaskResult<Task> {
+        self.note_answered(id);
         let now = now_text();
         self.store().touch_activity(id, &now)?;
         let running = Outcome {
@@ -448,6 +492,10 @@ impl Tasks {
             ..Outcome::default()
         };
         self.store().note_reporting(id)?;
+        if to == TaskStatus::Running {
+            // The program's word wins over what its screen shows.
+            self.note_answered(id);
+        }
         if let Some(task) = self.transition(id, &[from], to, outcome)? {
             return Ok(task);
         }

@@ -9,6 +9,7 @@ use crate::sync::lock;
 
 use super::{
     screen::{PaneSize, Screen, DEFAULT_SIZE},
+    watch::Watched,
     TaskError, TaskResult, Tasks,
 };
 
@@ -31,13 +32,14 @@ impl Tasks {
         let live = self.store().live_ids()?;
         let mut grown = Vec::new();
         let mut now = HashMap::with_capacity(live.len());
-        let mut screens = lock(&self.screens);
+        let mut watched = lock(&self.watched);
         for id in live {
             let log = self.output_path(&id);
             let pane = self.pane_size(&id);
-            let screen = screens
+            let screen = &mut watched
                 .entry(id.clone())
-                .or_insert_with(|| Screen::new(pane));
+                .or_insert_with(|| Watched::new(pane))
+                .screen;
             let size = screen.log_len(&log).map_err(reading)?;
             if size > 0 && sizes.get(&id) != Some(&size) {
                 screen.resize(pane);
@@ -50,7 +52,7 @@ impl Tasks {
             now.insert(id, size);
         }
         // The models of tasks that ended are let go of.
-        screens.retain(|id, _| now.contains_key(id));
+        watched.retain(|id, _| now.contains_key(id));
         *sizes = now;
         Ok(grown)
     }
@@ -64,7 +66,7 @@ impl Tasks {
     }
 }
 
-fn reading(e: std::io::Error) -> TaskError {
+pub(super) fn reading(e: std::io::Error) -> TaskError {
     TaskError::Internal(format!("reading output: {e}"))
 }
 

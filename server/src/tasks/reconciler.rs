@@ -18,7 +18,7 @@ use notify::{RecursiveMode, Watcher};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    now_text, parse_time,
+    now_text,
     procfs::Verdict,
     runtime::{Listing, PaneState},
     store::Outcome,
@@ -259,8 +259,8 @@ impl Reconciler {
     }
 }
 
-/// Output and silence, for a live task whose end was not seen: a waiting task that prints
-/// runs again, a program nothing else speaks for that stays quiet waits.
+/// Silence, for a live task whose end was not seen: a program nothing else speaks for that
+/// stays quiet waits. (Its wait ends when its screen moves on: `watch`.)
 struct QuietRule {
     now: SystemTime,
     idle_waiting: Duration,
@@ -271,7 +271,6 @@ struct QuietRule {
 impl QuietRule {
     fn judge(&self, tasks: &Tasks, task: &Task) -> Option<(TaskStatus, Outcome)> {
         let activity = tasks.observed_activity(task);
-        let recorded = parse_time(&task.last_activity_at).unwrap_or(SystemTime::UNIX_EPOCH);
         let quiet = self.now.duration_since(activity).unwrap_or_default();
         // Silence means waiting only for a program that neither `/proc` nor its own
         // reports can speak for.
@@ -280,20 +279,9 @@ impl QuietRule {
                 .verdicts
                 .get(&task.id)
                 .is_none_or(|v| *v == Verdict::Unsure);
-        let to = match task.status {
-            // Waiting (it said so, or went quiet) until it prints again: a program that
-            // reported waiting a moment ago is not quiet for long. One reading its
-            // terminal echoes what is typed, and waits on.
-            TaskStatus::WaitingForInput
-                if activity > recorded && task.waiting_reason != Some(WaitingReason::Terminal) =>
-            {
-                TaskStatus::Running
-            }
-            TaskStatus::Running if quiet >= self.idle_waiting && judged_by_silence => {
-                TaskStatus::WaitingForInput
-            }
-            _ => return None,
-        };
+        if task.status != TaskStatus::Running || quiet < self.idle_waiting || !judged_by_silence {
+            return None;
+        }
         // Input recorded since the snapshot wins over "it has been quiet".
         let outcome = Outcome {
             at: time_text(activity),
@@ -302,7 +290,7 @@ impl QuietRule {
             if_reason_was: task.waiting_reason,
             ..Outcome::default()
         };
-        Some((to, outcome))
+        Some((TaskStatus::WaitingForInput, outcome))
     }
 }
 

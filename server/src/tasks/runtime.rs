@@ -7,7 +7,7 @@
 //! last session ends: a server on its way out takes down a session created in that moment
 //! ("server exited unexpectedly"), and tasks are often started just as the last one is removed.
 
-use super::{procfs::PaneProcess, screen::PaneSize};
+use super::{procfs::PaneProcess, prompt::Key, screen::PaneSize};
 
 use std::{
     collections::HashMap,
@@ -326,6 +326,24 @@ impl Tmux {
             self.run(&["send-keys", "-t", &session, "Enter"])?;
         }
         Ok(())
+    }
+
+    /// Presses `keys` in the task's pane, in one tmux call: named keys as the pane's
+    /// program expects them (tmux knows whether it asked for application cursor keys).
+    pub fn send_keys(&self, id: &str, keys: &[Key]) -> io::Result<()> {
+        let session = Self::session_name(id);
+        let mut args: Vec<&str> = Vec::new();
+        for key in keys {
+            if !args.is_empty() {
+                args.push(";");
+            }
+            args.extend(["send-keys", "-t", &session]);
+            match key {
+                Key::Chars(chars) => args.extend(["-l", chars]),
+                Key::Named(name) => args.push(name),
+            }
+        }
+        self.run(&args)
     }
 
     pub fn kill(&self, id: &str) -> io::Result<()> {

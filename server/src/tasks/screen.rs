@@ -158,7 +158,16 @@ impl Screen {
         above[above.len().saturating_sub(lines)..].join("\n")
     }
 
+    /// The emulated screen itself.
+    pub fn vt(&self) -> &vt100::Screen {
+        self.parser.screen()
+    }
+
     /// The screen's rows, without trailing spaces.
+    pub fn rows(&self) -> Vec<String> {
+        self.visible_rows()
+    }
+
     fn visible_rows(&self) -> Vec<String> {
         let cols = self.size().cols;
         self.parser

@@ -6,7 +6,7 @@ use std::{
     path::Path,
 };
 
-use app::model::{Task, TaskKind, TaskStatus, WaitingReason};
+use app::model::{Prompt, Task, TaskKind, TaskStatus, WaitingReason};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 pub struct Store {
@@ -29,10 +29,12 @@ pub struct Outcome {
     /// Only if the task waits for this reason (a program's report is not undone by a
     /// guess).
     pub if_reason_was: Option<WaitingReason>,
+    /// The prompt its screen shows, for a move to `waiting-for-input`.
+    pub prompt: Option<Prompt>,
 }
 
 const COLUMNS: &str = "id, name, kind, command, workdir, status, exit_code, created_at, \
-                       finished_at, last_activity_at, error, message, seen, waiting_reason, node";
+                       finished_at, last_activity_at, error, message, seen, waiting_reason, node, prompt";
 
 impl Store {
     pub fn open(path: &Path) -> rusqlite::Result<Store> {
@@ -78,6 +80,8 @@ impl Store {
             ("reports", "INTEGER NOT NULL DEFAULT 0"),
             // Tasks recorded before nodes existed are this node's (`adopt`).
             ("node", "TEXT NOT NULL DEFAULT ''"),
+            // The prompt on its screen while it waits, as JSON.
+            ("prompt", "TEXT"),
         ] {
             let present: bool = conn.query_row(
                 "SELECT COUNT(*) FROM pragma_table_info('tasks') WHERE name = ?1",
@@ -105,7 +109,7 @@ impl Store {
         self.conn.execute(
             &format!(
                 "INSERT INTO tasks ({COLUMNS}, token) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
             ),
             params![
                 task.id,
@@ -123,6 +127,7 @@ impl Store {
                 task.seen,
                 task.waiting_reason.map(WaitingReason::as_str),
                 task.node,
+                prompt_json(task.prompt.as_ref()),
                 token,
             ],
         )?;
@@ -194,6 +199,24 @@ impl Store {
         self.get(id)
     }
 
+    /// A waiting task now carries `prompt`; one that waited by a guess (quiet, or reading
+    /// its terminal) now waits because its screen asks. `None` when it no longer waits or
+    /// already carries it.
+    pub fn show_prompt(&self, id: &str, prompt: &Prompt) -> rusqlite::Result<Option<Task>> {
+        let json = prompt_json(Some(prompt));
+        let changed = self.conn.execute(
+            "UPDATE tasks SET prompt = ?2,
+                 waiting_reason = CASE WHEN waiting_reason IN ('quiet', 'terminal')
+                     THEN 'prompt' ELSE waiting_reason END
+             WHERE id = ?1 AND status = 'waiting-for-input' AND prompt IS NOT ?2",
+            params![id, json],
+        )?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        self.get(id)
+    }
+
     /// Marks a finished task seen; `None` when it was already, is live, or does not exist.
     pub fn mark_seen(&self, id: &str) -> rusqlite::Result<Option<Task>> {
         let changed = self.conn.execute(
@@ -235,7 +258,7 @@ impl Store {
     /// What a waiting-detection pass needs of each live task.
     pub fn live_states(&self) -> rusqlite::Result<Vec<LiveState>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, kind, status, waiting_reason FROM tasks
+            "SELECT id, kind, status, waiting_reason, prompt FROM tasks
                  WHERE status IN ('running', 'waiting-for-input')",
         )?;
         let states = stmt
@@ -246,6 +269,7 @@ impl Store {
                     status: TaskStatus::parse(&row.get::<_, String>(2)?)
                         .unwrap_or(TaskStatus::Running),
                     waiting_reason: reason_from(row.get(3)?),
+                    prompt: prompt_from(row.get(4)?).map(|p| p.id),
                 })
             })?
             .collect();
@@ -276,7 +300,8 @@ impl Store {
                  last_activity_at = CASE WHEN ?7 > last_activity_at THEN ?7 ELSE last_activity_at END,
                  message = CASE WHEN ?6 IS NOT NULL THEN message ELSE ?9 END,
                  seen = CASE WHEN ?6 IS NOT NULL THEN 0 ELSE seen END,
-                 waiting_reason = CASE WHEN ?3 = 'waiting-for-input' THEN ?10 ELSE NULL END
+                 waiting_reason = CASE WHEN ?3 = 'waiting-for-input' THEN ?10 ELSE NULL END,
+                 prompt = CASE WHEN ?3 = 'waiting-for-input' THEN ?12 ELSE NULL END
              WHERE id = ?1 AND status = ?2 AND (?8 IS NULL OR last_activity_at = ?8)
                  AND (?11 IS NULL OR waiting_reason = ?11)",
             params![
@@ -291,6 +316,7 @@ impl Store {
                 outcome.message,
                 outcome.waiting_reason.map(WaitingReason::as_str),
                 outcome.if_reason_was.map(WaitingReason::as_str),
+                prompt_json(outcome.prompt.as_ref()),
             ],
         )?;
         if changed == 0 {
@@ -342,7 +368,16 @@ fn task_from_row(row: &Row) -> rusqlite::Result<Task> {
         seen: row.get(12)?,
         waiting_reason: reason_from(row.get(13)?),
         node: row.get(14)?,
+        prompt: prompt_from(row.get(15)?),
     })
+}
+
+fn prompt_json(prompt: Option<&Prompt>) -> Option<String> {
+    prompt.and_then(|p| serde_json::to_string(p).ok())
+}
+
+fn prompt_from(text: Option<String>) -> Option<Prompt> {
+    serde_json::from_str(&text?).ok()
 }
 
 fn reason_from(text: Option<String>) -> Option<WaitingReason> {
@@ -356,4 +391,6 @@ pub struct LiveState {
     pub kind: TaskKind,
     pub status: TaskStatus,
     pub waiting_reason: Option<WaitingReason>,
+    /// The id of the prompt it carries.
+    pub prompt: Option<String>,
 }

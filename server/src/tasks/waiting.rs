@@ -149,10 +149,19 @@ impl Tasks {
             (Verdict::Busy, Waiting, Some(Quiet)) => Running,
             _ => return Ok(false),
         };
+        // Reading its terminal under a prompt: the prompt says what it waits for.
+        let prompt = (to == Waiting)
+            .then(|| self.prompt_on_screen(&task.id))
+            .flatten();
         let outcome = Outcome {
             at: now_text(),
-            waiting_reason: Some(Terminal),
+            waiting_reason: Some(if prompt.is_some() {
+                WaitingReason::Prompt
+            } else {
+                Terminal
+            }),
             if_reason_was: reason,
+            prompt,
             ..Outcome::default()
         };
         Ok(self

@@ -214,6 +214,8 @@ async fn view_live(
             },
             received = socket.recv(), if typing.is_empty() => match received {
                 Some(Message::Binary(bytes)) => {
+                    // A key in the terminal answers whatever the task waited for.
+                    tasks.note_keys(&id);
                     typing.extend(bytes.chunks(INPUT_CHUNK_BYTES).map(<[u8]>::to_vec));
                 }
                 Some(Message::Text(text)) => match serde_json::from_str(&text) {

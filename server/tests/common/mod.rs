@@ -169,10 +169,20 @@ impl TestServer {
 
     /// Waits until the task has `status`, failing after `within`.
     pub async fn wait_for_status(&self, id: &str, status: TaskStatus, within: Duration) -> Task {
+        self.wait_for(id, |t| t.status == status, within).await
+    }
+
+    /// Waits until the task is as `wanted` says, failing after `within`.
+    pub async fn wait_for(
+        &self,
+        id: &str,
+        wanted: impl Fn(&Task) -> bool,
+        within: Duration,
+    ) -> Task {
         let deadline = Instant::now() + within;
         loop {
             let task = self.task(id).await;
-            if task.status == status {
+            if wanted(&task) {
                 return task;
             }
             if Instant::now() >= deadline {
@@ -181,8 +191,7 @@ impl TestServer {
             }
             assert!(
                 Instant::now() < deadline,
-                "task {id} still {:?} after {within:?}, wanted {status:?}: {task:?}",
-                task.status
+                "task {id} is not yet as wanted after {within:?}: {task:?}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

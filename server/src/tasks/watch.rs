@@ -1,0 +1,366 @@
+//! Watching the screens of live tasks: a prompt that stays put at the bottom of a screen
+//! makes its task wait within a second, whatever else it repaints, and a wait ends when
+//! the screen moves on, not when a waiting program redraws a spinner, a clock or a footer.
+//!
+//! Coding agents draw from an event loop, so `/proc` cannot tell that they wait, and they
+//! repaint while they do, so neither can their output's timing. Their screens can: each
+//! live task has a terminal model (`screen`), fed from where it last read, and a pass every
+//! `EVERY` looks at the models whose logs grew.
+//!
+//! - A prompt (`prompt::find`) counts once it has stayed the same, in the same place, for
+//!   `SETTLE`: a screen still scrolling or redrawing it is not asking yet.
+//! - A wait that carries a prompt ends once that prompt has been off the screen for `GONE`
+//!   (a redraw caught half-way is not an answer).
+//! - A wait without one (the program said so, or went quiet) ends when the screen moved on
+//!   from how it looked when the wait began: new rows below, or more than `REPAINT_ROWS`
+//!   rows changed.
+//! - Keys typed in the terminal, input, a reply, or the program reporting `running` end a
+//!   wait at once, and the prompt they answered is no reason to wait again until the screen
+//!   shows another (`answered`). Only a wait seen in `/proc` is left to `/proc`.
+
+use std::{
+    collections::HashSet,
+    io,
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use app::model::{event, Prompt, TaskKind, TaskStatus, WaitingReason};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    now_text,
+    procfs::Verdict,
+    prompt::{self, Sighting, Signature},
+    screen::{PaneSize, Screen},
+    store::{LiveState, Outcome},
+    TaskResult, Tasks,
+};
+use crate::{events::event::to_json, sync::lock};
+
+/// How often the screens are looked at.
+pub const EVERY: Duration = Duration::from_millis(200);
+/// How long a prompt stays the same before it counts.
+const SETTLE: Duration = Duration::from_millis(300);
+/// How long a prompt is off the screen before its wait ends.
+const GONE: Duration = Duration::from_millis(300);
+/// The most rows a waiting program may redraw without having moved on.
+const REPAINT_ROWS: usize = 3;
+
+/// A live task's terminal model and what its watcher remembers of it.
+pub struct Watched {
+    pub screen: Screen,
+    /// The log length at the last look (a look at a log that did not grow reuses it).
+    looked_at: Option<(u64, PaneSize)>,
+    /// The prompt the screen showed at the last look, and since when.
+    seen: Option<(Sighting, Instant)>,
+    /// Since when the prompt the record carries has been off the screen.
+    gone_since: Option<Instant>,
+    /// A prompt the person answered: no reason to wait until the screen shows another, or
+    /// none for `GONE` (the same question asked again).
+    answered: Option<Signature>,
+    /// Since when the screen has shown no prompt.
+    blank_since: Option<Instant>,
+    /// The screen's rows when a wait without a prompt began.
+    wait_began: Option<Vec<String>>,
+}
+
+impl Watched {
+    pub fn new(size: PaneSize) -> Watched {
+        Watched {
+            screen: Screen::new(size),
+            looked_at: None,
+            seen: None,
+            gone_since: None,
+            answered: None,
+            blank_since: None,
+            wait_began: None,
+        }
+    }
+
+    /// The prompt on the screen that is not already answered, settled or not.
+    fn unanswered(&self) -> Option<&Sighting> {
+        let (sighting, _) = self.seen.as_ref()?;
+        (self.answered.as_ref() != Some(&sighting.signature())).then_some(sighting)
+    }
+
+    /// The unanswered prompt that has stayed put for `SETTLE`.
+    fn settled(&self, now: Instant) -> Option<&Sighting> {
+        let (_, since) = self.seen.as_ref()?;
+        self.unanswered()
+            .filter(|_| now.duration_since(*since) >= SETTLE)
+    }
+
+    /// Feeds the model what the log gained and looks for a prompt again if the screen
+    /// changed (`words`: see `prompt::find`).
+    fn refresh(&mut self, log: &Path, size: PaneSize, words: bool, now: Instant) -> io::Result<()> {
+        let len = self.screen.log_len(log)?;
+        if self.looked_at == Some((len, size)) {
+            return Ok(());
+        }
+        self.screen.resize(size);
+        self.screen.catch_up(len)?;
+        self.looked_at = Some((len, size));
+        let found = prompt::find(self.screen.vt(), words);
+        self.seen = match (found, self.seen.take()) {
+            (Some(found), Some((before, since))) if found.signature() == before.signature() => {
+                Some((found, since))
+            }
+            (Some(found), _) => Some((found, now)),
+            (None, _) => None,
+        };
+        if self.answered.is_some() && self.unanswered().is_some() {
+            self.answered = None;
+        }
+        Ok(())
+    }
+
+    /// The person answered what the screen shows now (or showed at the last look).
+    fn note_answered(&mut self) {
+        self.answered = self.seen.as_ref().map(|(s, _)| s.signature());
+        self.gone_since = None;
+        self.wait_began = None;
+    }
+}
+
+/// What a look decided for one task.
+enum Step {
+    /// A running task's screen asks: it waits, with its prompt.
+    Wait(Prompt),
+    /// A waiting task's screen asks (anew): it carries this prompt.
+    Show(Prompt),
+    /// Its wait is over (answered, or the screen moved on).
+    Run(Option<WaitingReason>),
+}
+
+/// Runs passes until `shutdown`.
+pub async fn run(tasks: Arc<Tasks>, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let pass_tasks = tasks.clone();
+        match tokio::task::spawn_blocking(move || pass_tasks.watch_screens()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!("screen pass failed: {e:?}"),
+            Err(e) => tracing::error!("screen pass panicked: {e}"),
+        }
+    }
+}
+
+impl Tasks {
+    /// One look at every live task's screen; returns how many tasks it changed.
+    pub fn watch_screens(&self) -> TaskResult<usize> {
+        let live = self.store().live_states()?;
+        let in_flight = lock(&self.in_flight).clone();
+        let typed = std::mem::take(&mut *lock(&self.typed));
+        let verdicts = lock(&self.verdicts).clone();
+        let now = Instant::now();
+        let mut steps = Vec::new();
+        {
+            let mut watched = lock(&self.watched);
+            for task in live.iter().filter(|t| !in_flight.contains(&t.id)) {
+                let size = self.pane_size(&task.id);
+                let entry = watched
+                    .entry(task.id.clone())
+                    .or_insert_with(|| Watched::new(size));
+                let look = Look {
+                    task,
+                    now,
+                    typed: typed.contains(&task.id),
+                    busy: verdicts.get(&task.id) == Some(&Verdict::Busy),
+                };
+                match self.look(entry, size, &look) {
+                    Ok(Some(step)) => steps.push((task, step)),
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!(task = %task.id, "reading its screen: {e:?}"),
+                }
+            }
+            let live: HashSet<&str> = live.iter().map(|t| t.id.as_str()).collect();
+            watched.retain(|id, _| live.contains(id.as_str()) || in_flight.contains(id));
+        }
+        let mut changed = 0;
+        for (task, step) in steps {
+            if self.take_step(task, step)? {
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Reads what the task's log gained and decides what it means.
+    fn look(&self, watched: &mut Watched, size: PaneSize, look: &Look) -> TaskResult<Option<Step>> {
+        let task = look.task;
+        if look.typed {
+            // What the keys answered is what the screen showed before them.
+            watched.note_answered();
+        }
+        let words = task.kind == TaskKind::Command;
+        watched
+            .refresh(&self.output_path(&task.id), size, words, look.now)
+            .map_err(super::output::reading)?;
+        if watched.seen.is_some() {
+            watched.blank_since = None;
+        } else if look
+            .now
+            .duration_since(*watched.blank_since.get_or_insert(look.now))
+            >= GONE
+        {
+            watched.answered = None;
+        }
+        Ok(match task.status {
+            TaskStatus::Running => {
+                watched.gone_since = None;
+                watched.wait_began = None;
+                watched
+                    .settled(look.now)
+                    .filter(|s| !(s.wants_words() && look.busy))
+                    .map(|s| Step::Wait(s.prompt.clone()))
+            }
+            TaskStatus::WaitingForInput => self.look_at_wait(watched, look),
+            _ => None,
+        })
+    }
+
+    /// Whether a waiting task still waits, and for which prompt.
+    fn look_at_wait(&self, watched: &mut Watched, look: &Look) -> Option<Step> {
+        let task = look.task;
+        let reason = task.waiting_reason;
+        if look.typed && reason != Some(WaitingReason::Terminal) {
+            return Some(Step::Run(reason));
+        }
+        if let Some(settled) = watched.settled(look.now).map(|s| s.prompt.clone()) {
+            watched.gone_since = None;
+            return (task.prompt.as_deref() != Some(settled.id.as_str()))
+                .then_some(Step::Show(settled));
+        }
+        if task.prompt.is_some() {
+            let still_shown = watched
+                .unanswered()
+                .is_some_and(|s| task.prompt.as_deref() == Some(s.prompt.id.as_str()));
+            if still_shown {
+                watched.gone_since = None;
+                return None;
+            }
+            let since = *watched.gone_since.get_or_insert(look.now);
+            return (look.now.duration_since(since) >= GONE).then_some(Step::Run(reason));
+        }
+        if !matches!(reason, Some(WaitingReason::Reported | WaitingReason::Quiet)) {
+            return None;
+        }
+        let rows = watched.screen.rows();
+        match &watched.wait_began {
+            None => {
+                watched.wait_began = Some(rows);
+                None
+            }
+            Some(began) => moved_on(began, &rows).then_some(Step::Run(reason)),
+        }
+    }
+
+    fn take_step(&self, task: &LiveState, step: Step) -> TaskResult<bool> {
+        use TaskStatus::{Running, WaitingForInput as Waiting};
+        match step {
+            Step::Wait(prompt) => {
+                let outcome = Outcome {
+                    at: now_text(),
+                    waiting_reason: Some(WaitingReason::Prompt),
+                    prompt: Some(prompt),
+                    ..Outcome::default()
+                };
+                Ok(self
+                    .transition(&task.id, &[Running], Waiting, outcome)?
+                    .is_some())
+            }
+            Step::Show(prompt) => {
+                let store = self.store();
+                let Some(shown) = store.show_prompt(&task.id, &prompt)? else {
+                    return Ok(false);
+                };
+                self.broker.publish(event::TASK_UPDATED, to_json(&shown));
+                Ok(true)
+            }
+            Step::Run(reason) => {
+                let outcome = Outcome {
+                    at: now_text(),
+                    if_reason_was: reason,
+                    ..Outcome::default()
+                };
+                Ok(self
+                    .transition(&task.id, &[Waiting], Running, outcome)?
+                    .is_some())
+            }
+        }
+    }
+
+    /// The person typed into the task's terminal: the next look ends its wait.
+    pub fn note_keys(&self, id: &str) {
+        lock(&self.typed).insert(id.to_string());
+    }
+
+    /// The prompt on the task's screen was answered (a reply, input, or the program said it
+    /// runs): it is no reason to wait again.
+    pub(super) fn note_answered(&self, id: &str) {
+        if let Some(watched) = lock(&self.watched).get_mut(id) {
+            watched.note_answered();
+        }
+    }
+
+    /// The prompt the task's screen shows now, answered or not yet settled aside.
+    pub(super) fn prompt_on_screen(&self, id: &str) -> Option<Prompt> {
+        let watched = lock(&self.watched);
+        watched.get(id)?.unanswered().map(|s| s.prompt.clone())
+    }
+
+    /// The unanswered prompt the screen shows now, read up to the end of the log, if it is
+    /// `prompt_id`: what a reply answers.
+    pub(super) fn prompt_to_answer(
+        &self,
+        task_id: &str,
+        kind: TaskKind,
+        prompt_id: &str,
+    ) -> TaskResult<Option<Sighting>> {
+        let size = self.pane_size(task_id);
+        let mut watched = lock(&self.watched);
+        let entry = watched
+            .entry(task_id.to_string())
+            .or_insert_with(|| Watched::new(size));
+        entry
+            .refresh(
+                &self.output_path(task_id),
+                size,
+                kind == TaskKind::Command,
+                Instant::now(),
+            )
+            .map_err(super::output::reading)?;
+        Ok(entry
+            .unanswered()
+            .filter(|s| s.prompt.id == prompt_id)
+            .cloned())
+    }
+}
+
+/// What one look knows of a task besides its screen.
+struct Look<'a> {
+    task: &'a LiveState,
+    now: Instant,
+    /// Keys were typed into its terminal since the last look.
+    typed: bool,
+    /// `/proc` sees its program at work (a question wanting words is then output).
+    busy: bool,
+}
+
+/// Whether a screen moved on from `began`: rows written below its last one, or more rows
+/// changed than a repaint of a spinner, a clock and a footer.
+fn moved_on(began: &[String], now: &[String]) -> bool {
+    let last = |rows: &[String]| rows.iter().rposition(|r| !r.trim().is_empty());
+    if last(now) > last(began) {
+        return true;
+    }
+    let changed = began.iter().zip(now).filter(|(a, b)| a != b).count();
+    changed > REPAINT_ROWS
+}
