@@ -6,5 +6,5 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/setup.sh
 ensure_build_tools
 # --precompress writes .br (quality 11) and .gz beside each asset; the server sends them.
-cargo leptos build --release --precompress
+cargo leptos build --release --precompress --split
 exec target/release/taskwire "$@"

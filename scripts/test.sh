@@ -25,5 +25,5 @@ fi
 
 # The suite starts target/release/taskwire itself (it restarts it in some tests).
 # --precompress writes .br (quality 11) and .gz beside each asset; the server sends them.
-cargo leptos build --release --precompress
+cargo leptos build --release --precompress --split
 (cd end2end && npx playwright test)

@@ -218,8 +218,12 @@ function notifyIfAway(data, visibleTabs) {
   const kind = KINDS[task.status];
   if (!kind || !notificationPrefs()[kind]) return;
   const status = task.status === 'failed' && task.exit_code != null ? `failed (exit ${task.exit_code})` : task.status;
+  // A task that asks says what: its question, then its answers.
+  const asks = task.prompt && task.status === 'waiting-for-input'
+    ? [task.prompt.question, task.prompt.choices.map((c) => c.label).join(' · ')].filter(Boolean).join('\n')
+    : null;
   const notification = new Notification(task.name, {
-    body: task.message || status,
+    body: asks || task.message || status,
     // One per task: a newer change of the same task replaces the older notification.
     tag: `taskwire-${task.id}`,
   });

@@ -5,7 +5,7 @@ use gloo_net::http::{Request, RequestBuilder, Response};
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::json;
 
-use crate::model::{Task, TaskList};
+use crate::model::{Reply, Task, TaskList};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApiError {
@@ -125,6 +125,21 @@ pub async fn send_input(id: &str, text: &str) -> ApiResult<Task> {
         &json!({ "text": text, "submit": true }),
     )
     .await
+}
+
+/// Answers the prompt `prompt` on the task's screen with a choice or words.
+pub async fn reply(
+    id: &str,
+    prompt: &str,
+    choice: Option<String>,
+    text: Option<String>,
+) -> ApiResult<Task> {
+    let reply = Reply {
+        prompt: prompt.to_string(),
+        choice,
+        text,
+    };
+    send_json(Request::post(&format!("/api/tasks/{id}/reply")), &reply).await
 }
 
 pub async fn kill(id: &str) -> ApiResult<Task> {

@@ -12,7 +12,7 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
     components::{Route, Router, Routes, A},
-    path,
+    lazy_route, path, Lazy, LazyRoute,
 };
 
 use crate::{
@@ -67,12 +67,43 @@ pub fn App() -> impl IntoView {
                 <Show when=move || !live.signed_out.get() fallback=pages::SignIn>
                     <Routes fallback=|| view! { <p class="empty">"No such page."</p> }>
                         <Route path=path!("/") view=pages::TaskListPage/>
-                        <Route path=path!("/new") view=pages::NewTaskPage/>
-                        <Route path=path!("/tasks/:id") view=pages::TaskPage/>
+                        <Route path=path!("/new") view={Lazy::<NewTaskRoute>::new()}/>
+                        <Route path=path!("/tasks/:id") view={Lazy::<TaskRoute>::new()}/>
                     </Routes>
                 </Show>
             </main>
         </Router>
+    }
+}
+
+// The list is what most visits open, and it loads first; the task page (its terminal,
+// its prompt and its forms) and the new-task form are loaded when they are opened
+// (`cargo leptos build --split` puts each in a file of its own).
+struct TaskRoute;
+
+#[lazy_route]
+impl LazyRoute for TaskRoute {
+    fn data() -> Self {
+        TaskRoute
+    }
+
+    fn view(this: Self) -> AnyView {
+        let _ = this;
+        view! { <pages::TaskPage/> }.into_any()
+    }
+}
+
+struct NewTaskRoute;
+
+#[lazy_route]
+impl LazyRoute for NewTaskRoute {
+    fn data() -> Self {
+        NewTaskRoute
+    }
+
+    fn view(this: Self) -> AnyView {
+        let _ = this;
+        view! { <pages::NewTaskPage/> }.into_any()
     }
 }
 

@@ -4,10 +4,12 @@ mod badge;
 mod bell;
 mod nodes;
 mod pill;
+mod prompt;
 mod terminal;
 
 pub use badge::ConnectionBadge;
 pub use bell::Bell;
 pub use nodes::{node_select, node_strip};
 pub use pill::StatusPill;
+pub use prompt::PromptButtons;
 pub use terminal::Terminal;

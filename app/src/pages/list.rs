@@ -8,7 +8,7 @@ use reactive_stores::Field;
 
 use crate::{
     client,
-    components::{node_select, node_strip, StatusPill},
+    components::{node_select, node_strip, PromptButtons, StatusPill},
     format::{duration_short, parse_ms, status_label, STALE_AFTER_MS},
     live::{is_active, use_live, Live, TasksStoreFields},
     model::{Task, TaskStatus, TaskStoreFields},
@@ -213,6 +213,11 @@ fn TaskRow(
         }
     };
     let unseen = move || !status.get().is_live() && !task.seen().get();
+    let prompt = Signal::derive(move || {
+        task.prompt()
+            .get()
+            .filter(|_| status.get() == TaskStatus::WaitingForInput)
+    });
     let dismiss = {
         let id = id.clone();
         move |_| client::mark_seen_soon(id.clone())
@@ -237,6 +242,7 @@ fn TaskRow(
                 </Show>
             </div>
             {move || task.message().get().map(|m| view! { <p class="message">{m}</p> })}
+            <PromptButtons id=id.clone() prompt/>
             <code class="command">{move || task.command().get()}</code>
             <Show when={
                 let tail = tail.clone();

@@ -1,11 +1,13 @@
-//! `/tasks/:id`: one task: its info, output, input, rename, kill and delete.
+//! `/tasks/:id`: one task. What a person came for comes first: what it asks (with a button
+//! per answer), then its terminal and input; its details fold into one line that opens,
+//! and rename, kill and delete come last.
 
 use leptos::{prelude::*, task::spawn_local};
 use leptos_router::hooks::{use_navigate, use_params_map};
 
 use crate::{
     client,
-    components::{StatusPill, Terminal},
+    components::{PromptButtons, StatusPill, Terminal},
     format::{status_label, waiting_why},
     live::use_live,
     model::{Task, TaskStatus},
@@ -103,26 +105,20 @@ fn TaskDetail(id: String, task: Memo<Option<Task>>) -> impl IntoView {
     });
     let status = Signal::derive(move || task.get().map_or(TaskStatus::Running, |t| t.status));
     let label = Signal::derive(move || task.get().map(|t| status_label(&t)).unwrap_or_default());
+    let prompt = Signal::derive(move || {
+        task.get()
+            .filter(|t| t.status == TaskStatus::WaitingForInput)
+            .and_then(|t| t.prompt)
+    });
     view! {
         <article class="task-detail">
             <header class="detail-head">
                 <h1>{get(|t| t.name.clone())}</h1>
                 <StatusPill status label/>
             </header>
-            <dl class="facts">
-                <dt>"Command"</dt><dd><code>{get(|t| t.command.clone())}</code></dd>
-                <dt>"Directory"</dt><dd><code>{get(|t| t.workdir.clone())}</code></dd>
-                <dt>"Node"</dt>
-                // Its tasks keep their last status while it is away: CSS says so.
-                <dd class:offline=move || task.with(|t| t.as_ref().is_some_and(|t| live.node_online(&t.node) == Some(false)))>
-                    {get(|t| t.node.clone())}
-                </dd>
-                <dt>"Kind"</dt><dd>{get(|t| t.kind.as_str().to_string())}</dd>
-                <dt>"Started"</dt><dd>{get(|t| t.created_at.clone())}</dd>
-                <dt>"Finished"</dt><dd>{get(|t| t.finished_at.clone().unwrap_or_else(|| "—".into()))}</dd>
-                <dt>"Id"</dt><dd><code>{id.clone()}</code></dd>
-            </dl>
-            {move || task.get().and_then(|t| waiting_why(&t, live.now.get())).map(|why| view! {
+            <PromptButtons id=id.clone() prompt/>
+            // Why it waits, unless its prompt says it already.
+            {move || task.get().filter(|t| t.prompt.is_none()).and_then(|t| waiting_why(&t, live.now.get())).map(|why| view! {
                 <p class="why" role="status" data-testid="waiting-why">"Waiting: " {why}</p>
             })}
             // What it said, unless the line above says it already.
@@ -141,6 +137,26 @@ fn TaskDetail(id: String, task: Memo<Option<Task>>) -> impl IntoView {
                     <button class="button primary" type="submit">"Send"</button>
                 </form>
             </Show>
+
+            <details class="about">
+                <summary>
+                    <span class="about-label">"Details"</span>
+                    <code class="about-command">{get(|t| t.command.clone())}</code>
+                </summary>
+                <dl class="facts">
+                    <dt>"Command"</dt><dd><code>{get(|t| t.command.clone())}</code></dd>
+                    <dt>"Directory"</dt><dd><code>{get(|t| t.workdir.clone())}</code></dd>
+                    <dt>"Node"</dt>
+                    // Its tasks keep their last status while it is away: CSS says so.
+                    <dd class:offline=move || task.with(|t| t.as_ref().is_some_and(|t| live.node_online(&t.node) == Some(false)))>
+                        {get(|t| t.node.clone())}
+                    </dd>
+                    <dt>"Kind"</dt><dd>{get(|t| t.kind.as_str().to_string())}</dd>
+                    <dt>"Started"</dt><dd>{get(|t| t.created_at.clone())}</dd>
+                    <dt>"Finished"</dt><dd>{get(|t| t.finished_at.clone().unwrap_or_else(|| "—".into()))}</dd>
+                    <dt>"Id"</dt><dd><code>{id.clone()}</code></dd>
+                </dl>
+            </details>
 
             <form class="inline-form" on:submit=rename>
                 <label for="rename" class="sr-only">"Name"</label>

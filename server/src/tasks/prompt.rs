@@ -165,15 +165,35 @@ impl Sighting {
 /// The prompt at the bottom of `screen`, if it shows one. Questions that want words are
 /// looked for only with `words` (a terminal task's shell prompt can end in `:`).
 pub fn find(screen: &vt100::Screen, words: bool) -> Option<Sighting> {
+    let bottom = screen.size().0.get() - 1;
+    find_near(screen, words, bottom).0
+}
+
+/// `find`, starting from `hint`, the last written row of the screen at an earlier look:
+/// also returns the last written row now, the hint for the next look.
+///
+/// Most of a look is reading rows (each is its every cell), and most of a screen still
+/// filling up is blank rows below the cursor. On the main screen a program writes above
+/// its cursor, or a little below it (a list under a question where the cursor waits), so
+/// the rows further down are not read there; a full-screen program may draw anywhere on
+/// the alternate screen, which is read from the bottom up.
+pub fn find_near(
+    screen: &vt100::Screen,
+    words: bool,
+    hint: u16,
+) -> (Option<Sighting>, Option<u16>) {
     let mut view = View::new(screen);
-    let last = view.last_written_row()?;
+    let Some(last) = view.last_written_row(hint) else {
+        return (None, None);
+    };
     if let Some(found) = line_question(&mut view, last, words) {
-        return Some(found);
+        return (Some(found), Some(last));
     }
-    menu_ending_at(&mut view, last).or_else(|| {
+    let menu = menu_ending_at(&mut view, last).or_else(|| {
         let above_footer = view.above_footer(last)?;
         menu_ending_at(&mut view, above_footer)
-    })
+    });
+    (menu, Some(last))
 }
 
 /// A yes/no question or one wanting words, on the row the cursor waits on.
@@ -463,17 +483,15 @@ impl Line {
 struct View<'a> {
     screen: &'a vt100::Screen,
     rows: u16,
-    cols: u16,
     read: Vec<Option<Line>>,
 }
 
 impl<'a> View<'a> {
     fn new(screen: &'a vt100::Screen) -> View<'a> {
-        let (rows, cols) = screen.size();
+        let rows = screen.size().0;
         View {
             screen,
             rows: rows.get(),
-            cols: cols.get(),
             read: vec![None; usize::from(rows.get())],
         }
     }
@@ -481,15 +499,36 @@ impl<'a> View<'a> {
     fn line(&mut self, row: u16) -> &Line {
         let index = usize::from(row);
         if self.read[index].is_none() {
-            self.read[index] = Some(read_line(self.screen, row, self.cols));
+            self.read[index] = Some(read_line(self.screen, row));
         }
         self.read[index].as_ref().expect("just read")
     }
 
-    fn last_written_row(&mut self) -> Option<u16> {
-        (0..self.rows)
-            .rev()
-            .find(|&r| self.line(r).indent.is_some())
+    /// The last row with something on it (see `find_near` for where it is looked for).
+    fn last_written_row(&mut self, hint: u16) -> Option<u16> {
+        let bottom = self.rows - 1;
+        let from = if self.screen.alternate_screen() {
+            bottom
+        } else {
+            hint.max(self.screen.cursor_position().0).min(bottom)
+        };
+        // Down from there, across a blank row or two (a footer under a menu).
+        let (mut last, mut blanks) = (None, 0);
+        for row in from..=bottom {
+            if self.written(row) {
+                (last, blanks) = (Some(row), 0);
+            } else {
+                blanks += 1;
+                if blanks > 2 {
+                    break;
+                }
+            }
+        }
+        last.or_else(|| (0..from).rev().find(|&r| self.written(r)))
+    }
+
+    fn written(&mut self, row: u16) -> bool {
+        self.line(row).indent.is_some()
     }
 
     /// The last row above a footer that ends at `last`: up to `MAX_FOOTER` rows, set off
@@ -538,38 +577,50 @@ impl<'a> View<'a> {
     }
 }
 
-fn read_line(screen: &vt100::Screen, row: u16, cols: u16) -> Line {
-    let mut chars = Vec::with_capacity(usize::from(cols));
-    let (mut shown, mut inverse) = (0, 0);
-    let mut end_col = None;
-    for col in 0..cols {
-        let Some(cell) = screen.cell(row, col) else {
-            break;
-        };
-        if cell.is_wide_continuation() {
-            continue;
-        }
-        let mut c = cell.contents().chars().next().unwrap_or(' ');
+fn read_line(screen: &vt100::Screen, row: u16) -> Line {
+    // The row's text in one read (reaching a cell walks the rows before it, so reading a
+    // row cell by cell cost more than the rest of a look), and none of the next.
+    let text = screen.contents_between(row, 0, row + 1, 0);
+    let text = text.trim_end_matches('\n');
+    let mut chars: Vec<char> = text
+        .chars()
         // A box's lines are drawing, not text: a menu in a box reads as the menu.
-        if is_box_drawing(c) {
-            c = ' ';
-        }
-        chars.push(c);
-        if !c.is_whitespace() {
-            shown += 1;
-            inverse += usize::from(cell.inverse());
-            end_col = Some(col);
-        }
-    }
+        .map(|c| if is_box_drawing(c) { ' ' } else { c })
+        .collect();
     while chars.last().is_some_and(|c| c.is_whitespace()) {
         chars.pop();
     }
+    let indent = chars.iter().position(|c| !c.is_whitespace());
+    let end_col = chars.len().checked_sub(1).map(|c| c as u16);
+    let inverse = indent.is_some_and(|first| drawn_inverse(screen, row, first, chars.len()));
     Line {
-        indent: chars.iter().position(|c| !c.is_whitespace()),
+        indent,
         end_col,
-        inverse: shown > 0 && inverse == shown,
+        inverse,
         chars,
     }
+}
+
+/// Whether every character of the row from `first` to `end` is drawn in reverse video
+/// (one look at the first settles it for most rows).
+fn drawn_inverse(screen: &vt100::Screen, row: u16, first: usize, end: usize) -> bool {
+    let inverse = |col: usize| {
+        screen
+            .cell(row, col as u16)
+            .map(|c| (c.has_contents(), c.inverse()))
+    };
+    if !inverse(first).is_some_and(|(_, inverse)| inverse) {
+        return false;
+    }
+    (first..end).all(|col| match inverse(col) {
+        Some((true, inverse)) => {
+            inverse
+                || screen
+                    .cell(row, col as u16)
+                    .is_some_and(|c| c.contents().trim().is_empty())
+        }
+        _ => true,
+    })
 }
 
 /// The lines and corners of boxes (U+2500 to U+257F).

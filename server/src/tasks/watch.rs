@@ -53,6 +53,8 @@ pub struct Watched {
     pub screen: Screen,
     /// The log length at the last look (a look at a log that did not grow reuses it).
     looked_at: Option<(u64, PaneSize)>,
+    /// The screen's last written row at the last look: where the next looks from.
+    last_row: u16,
     /// The prompt the screen showed at the last look, and since when.
     seen: Option<(Sighting, Instant)>,
     /// Since when the prompt the record carries has been off the screen.
@@ -71,6 +73,7 @@ impl Watched {
         Watched {
             screen: Screen::new(size),
             looked_at: None,
+            last_row: 0,
             seen: None,
             gone_since: None,
             answered: None,
@@ -102,7 +105,8 @@ impl Watched {
         self.screen.resize(size);
         self.screen.catch_up(len)?;
         self.looked_at = Some((len, size));
-        let found = prompt::find(self.screen.vt(), words);
+        let (found, last_row) = prompt::find_near(self.screen.vt(), words, self.last_row);
+        self.last_row = last_row.unwrap_or(0);
         self.seen = match (found, self.seen.take()) {
             (Some(found), Some((before, since))) if found.signature() == before.signature() => {
                 Some((found, since))

@@ -4,6 +4,7 @@
 //! and `events` (the stream slots); the crate root routes it, the metrics read its counts,
 //! and the fleet relays it (`serve` takes any `Wire`).
 
+mod keys;
 mod viewer;
 
 use std::{
@@ -214,8 +215,11 @@ async fn view_live(
             },
             received = socket.recv(), if typing.is_empty() => match received {
                 Some(Message::Binary(bytes)) => {
-                    // A key in the terminal answers whatever the task waited for.
-                    tasks.note_keys(&id);
+                    // A key in the terminal answers whatever the task waited for (what
+                    // xterm.js answers tmux's queries with does not).
+                    if keys::has_keypress(&bytes) {
+                        tasks.note_keys(&id);
+                    }
                     typing.extend(bytes.chunks(INPUT_CHUNK_BYTES).map(<[u8]>::to_vec));
                 }
                 Some(Message::Text(text)) => match serde_json::from_str(&text) {
