@@ -112,6 +112,20 @@ test('with no tab in view, a task that starts waiting gives one notification per
   await context.close();
 });
 
+test('the notification of a task whose screen asks names the question and its answers', async ({ browser }) => {
+  const context = await browser.newContext();
+  await awayWithSpy(context);
+  const page = await context.newPage();
+  await server.open(page);
+  await expect(badge(page)).toHaveText('Live');
+  const asks = path.resolve(__dirname, '../fixtures/asks.py');
+  const task = await server.create(`python3 ${asks} cursor`, 'pick');
+  await expect.poll(() => allShown([page])).toHaveLength(1);
+  const [shown] = await allShown([page]);
+  expect(shown).toEqual({ title: 'pick', body: '? Which colour? (Use arrow keys)\nRed · Green · Blue', tag: `taskwire-${task.id}` });
+  await context.close();
+});
+
 test('a task that finished while no tab was open stays in view until it is opened', async ({ page }) => {
   const task = await server.create('echo done; exit 2', 'finished unseen');
   await expect.poll(async () => (await server.api('GET', `/api/tasks/${task.id}`)).json.status).toBe('failed');

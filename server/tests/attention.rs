@@ -204,6 +204,26 @@ async fn the_webhook_gets_one_post_per_transition_that_needs_the_person() {
 }
 
 #[tokio::test]
+async fn the_webhook_of_a_prompt_carries_its_question_and_choices() {
+    let (url, received) = webhook_receiver().await;
+    let fixture = Fixture::new();
+    let server = fixture
+        .serve_with(|c| c.notify_url = Some(url.clone()))
+        .await;
+    let asks = concat!(env!("CARGO_MANIFEST_DIR"), "/../end2end/fixtures/asks.py");
+    let task = server
+        .create(json!({"command": format!("python3 {asks} numbered")}))
+        .await;
+    wait_until("a notice", SOON, || !received.lock().unwrap().is_empty()).await;
+    let notice = received.lock().unwrap()[0].clone();
+    assert_eq!(notice["task"]["id"], json!(task.id));
+    assert_eq!(notice["task"]["waiting_reason"], "prompt");
+    let prompt = &notice["task"]["prompt"];
+    assert_eq!(prompt["question"], "Do you want to proceed?");
+    assert_eq!(prompt["choices"][2], json!({"id": "3", "label": "No"}));
+}
+
+#[tokio::test]
 async fn a_dead_webhook_delays_no_event() {
     // A receiver that takes the connection and never answers.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -131,6 +131,37 @@ async fn behaves(server: &TestServer, node: &str) {
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
 
+    // A prompt on its screen, answered by a reply (a stale one types nothing).
+    let asks = concat!(env!("CARGO_MANIFEST_DIR"), "/../end2end/fixtures/asks.py");
+    let menu = server
+        .create(json!({"command": format!("python3 {asks} cursor"), "node": node}))
+        .await;
+    let asking = server
+        .wait_for(&menu.id, |t| t.prompt.is_some(), SOON)
+        .await;
+    let prompt = asking.prompt.unwrap();
+    let reply_path = format!("/api/tasks/{}/reply", menu.id);
+    let reply = |body: serde_json::Value| server.call(Method::POST, &reply_path, Some(body));
+    let (status, _) = reply(json!({"prompt": "not-this-one", "choice": "2"})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, answered) = reply(json!({"prompt": prompt.id, "choice": "2"})).await;
+    assert_eq!(status, StatusCode::OK, "{answered}");
+    assert_eq!(answered["status"], "running");
+    let got = server
+        .wait_for_status(&menu.id, TaskStatus::Completed, SOON)
+        .await;
+    assert_eq!(got.prompt, None);
+    let (_, output) = server
+        .call(Method::GET, &format!("/api/tasks/{}/output", menu.id), None)
+        .await;
+    assert!(
+        output["output"]
+            .as_str()
+            .unwrap()
+            .contains("got: Green keys='\\x1b[B\\n'"),
+        "{output}"
+    );
+
     // Resume: a stream from the first cursor gets the same events again.
     let mut resumed = server.events("", Some(&cursor)).await;
     let ready = resumed.wait_for("ready", SOON).await;
