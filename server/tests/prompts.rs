@@ -328,3 +328,50 @@ async fn a_reply_to_a_prompt_that_changed_is_refused_and_types_nothing() {
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
 }
+
+/// An agent asking the same question twice (leave for one command, then again): the second
+/// asking waits anew, with an id of its own, so a late tap meant for the first (another
+/// device, a notification) is refused rather than typed into the second.
+#[tokio::test]
+async fn the_same_question_asked_again_is_a_prompt_of_its_own() {
+    let fixture = Fixture::new();
+    let server = fixture.serve_with(|c| c.idle_waiting_secs = 90).await;
+    let first = asking(&server, "numbered --again").await;
+    let first_id = first.prompt.clone().unwrap().id;
+    let (status, body) = reply(
+        &server,
+        &first.id,
+        json!({"prompt": first_id, "choice": "1"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_for_output(&server, &first.id, "running the command (2)").await;
+    let again = server
+        .wait_for(
+            &first.id,
+            |t| t.prompt.as_ref().is_some_and(|p| p.id != first_id),
+            SOON,
+        )
+        .await;
+    assert_eq!(again.status, TaskStatus::WaitingForInput);
+    assert_eq!(
+        again.prompt.as_ref().unwrap().question,
+        first.prompt.unwrap().question
+    );
+    let (status, body) = reply(
+        &server,
+        &first.id,
+        json!({"prompt": first_id, "choice": "1"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let second_id = again.prompt.unwrap().id;
+    let (status, body) = reply(
+        &server,
+        &first.id,
+        json!({"prompt": second_id, "choice": "3"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_for_output(&server, &first.id, "got: Yes then No keys='13'").await;
+}

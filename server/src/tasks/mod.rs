@@ -388,17 +388,24 @@ impl Tasks {
                 task.status.as_str()
             )));
         }
-        let sighting = self
+        let answering = self
             .prompt_to_answer(id, task.kind, &reply.prompt)?
             .ok_or_else(|| TaskError::Conflict("the prompt has changed".into()))?;
-        let answer = sighting
+        let typed = answering
+            .sighting
             .answer(reply.choice.as_deref(), reply.text.as_deref())
-            .map_err(|e| TaskError::Unprocessable(e.to_string()))?;
-        let typed = match answer {
-            prompt::Answer::Keys(keys) => self.runtime.send_keys(id, &keys),
-            prompt::Answer::Words(words) => self.runtime.send_input(id, &words, true),
-        };
-        typed.map_err(|e| TaskError::Conflict(format!("could not type into the task: {e}")))?;
+            .map_err(|e| TaskError::Unprocessable(e.to_string()))
+            .and_then(|answer| {
+                match answer {
+                    prompt::Answer::Keys(keys) => self.runtime.send_keys(id, &keys),
+                    prompt::Answer::Words(words) => self.runtime.send_input(id, &words, true),
+                }
+                .map_err(|e| TaskError::Conflict(format!("could not type into the task: {e}")))
+            });
+        if let Err(e) = typed {
+            self.undo_answering(id, answering);
+            return Err(e);
+        }
         self.answered(id)
     }
 

@@ -289,7 +289,7 @@ fn menu_ending_at(view: &mut View, end: u16) -> Option<Sighting> {
         return None;
     }
     let question = view.question_above(start)?;
-    let keys = items.iter().map(|i| i.key.clone()).collect();
+    let keys = keys_of(&items);
     let choices = items
         .iter()
         .enumerate()
@@ -364,12 +364,27 @@ impl Item {
         if label.is_empty() {
             return None;
         }
+        // One digit picks a choice at once; `10` would pick 1 and leave a 0 behind.
         let key = match number {
-            Some(n) => Some(Key::Chars(n.to_string())),
+            Some(n @ 1..=9) => Some(Key::Chars(n.to_string())),
+            Some(_) => None,
             None => hinted_key(&label),
         };
         Some(Item { number, label, key })
     }
+}
+
+/// The key of each choice; a letter shown beside more than one choice is nobody's (the
+/// arrows pick those).
+fn keys_of(items: &[Item]) -> Vec<Option<Key>> {
+    items
+        .iter()
+        .map(|item| {
+            let key = item.key.as_ref()?;
+            let shared = items.iter().filter(|i| i.key.as_ref() == Some(key)).count() > 1;
+            (!shared).then(|| key.clone())
+        })
+        .collect()
 }
 
 /// `12. rest` or `12) rest`: the number and the rest.
@@ -391,7 +406,7 @@ fn hinted_key(label: &str) -> Option<Key> {
     let inner = label.strip_suffix(')')?.rsplit_once('(')?.1;
     match inner {
         "esc" => Some(Key::Named("Escape")),
-        _ if inner.chars().count() == 1 && inner.chars().all(|c| c.is_ascii_alphanumeric()) => {
+        _ if inner.chars().count() == 1 && inner.chars().all(|c| c.is_ascii_alphabetic()) => {
             Some(Key::Chars(inner.into()))
         }
         _ => None,

@@ -12,8 +12,8 @@
 //! - In `poll`/`select`/`epoll` (event-loop programs, most TUIs and coding agents) → its
 //!   own reports decide, and failing those the quiet rule (in `Tasks::reconcile`).
 //!
-//! A program's report of waiting is never undone here: it holds until it prints again
-//! or reports running.
+//! A program's report of waiting is never undone here: it holds until its screen moves
+//! on, it is answered, or it reports running (`watch`).
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 

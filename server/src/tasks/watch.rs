@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     now_text,
     procfs::Verdict,
-    prompt::{self, Sighting, Signature},
+    prompt::{self, Sighting},
     screen::{PaneSize, Screen},
     store::{LiveState, Outcome},
     TaskResult, Tasks,
@@ -59,13 +59,15 @@ pub struct Watched {
     seen: Option<(Sighting, Instant)>,
     /// Since when the prompt the record carries has been off the screen.
     gone_since: Option<Instant>,
-    /// A prompt the person answered: no reason to wait until the screen shows another, or
-    /// none for `GONE` (the same question asked again).
-    answered: Option<Signature>,
-    /// Since when the screen has shown no prompt.
-    blank_since: Option<Instant>,
-    /// The screen's rows when a wait without a prompt began.
-    wait_began: Option<Vec<String>>,
+    /// The prompt (`prompt::find`'s id) the person answered: no reason to wait until a
+    /// look shows another, or none (the same question asked again).
+    answered: Option<String>,
+    /// How many prompts were answered here: part of the ids the API shows, so a reply to
+    /// one never answers the next that looks the same.
+    asked: u32,
+    /// For a wait without a prompt: the last written row when it began, and the screen's
+    /// rows at the last look.
+    wait_began: Option<(Option<usize>, Vec<String>)>,
 }
 
 impl Watched {
@@ -77,7 +79,7 @@ impl Watched {
             seen: None,
             gone_since: None,
             answered: None,
-            blank_since: None,
+            asked: 0,
             wait_began: None,
         }
     }
@@ -85,7 +87,14 @@ impl Watched {
     /// The prompt on the screen that is not already answered, settled or not.
     fn unanswered(&self) -> Option<&Sighting> {
         let (sighting, _) = self.seen.as_ref()?;
-        (self.answered.as_ref() != Some(&sighting.signature())).then_some(sighting)
+        (self.answered.as_ref() != Some(&sighting.prompt.id)).then_some(sighting)
+    }
+
+    /// A sighting as the API shows it: its id counts the prompts answered before it.
+    fn shown(&self, sighting: &Sighting) -> Prompt {
+        let mut prompt = sighting.prompt.clone();
+        prompt.id = format!("{}-{}", prompt.id, self.asked);
+        prompt
     }
 
     /// The unanswered prompt that has stayed put for `SETTLE`.
@@ -114,7 +123,8 @@ impl Watched {
             (Some(found), _) => Some((found, now)),
             (None, _) => None,
         };
-        if self.answered.is_some() && self.unanswered().is_some() {
+        // Another prompt, or none: what was answered is gone.
+        if self.seen.as_ref().map(|(s, _)| &s.prompt.id) != self.answered.as_ref() {
             self.answered = None;
         }
         Ok(())
@@ -122,7 +132,10 @@ impl Watched {
 
     /// The person answered what the screen shows now (or showed at the last look).
     fn note_answered(&mut self) {
-        self.answered = self.seen.as_ref().map(|(s, _)| s.signature());
+        if let Some((sighting, _)) = &self.seen {
+            self.answered = Some(sighting.prompt.id.clone());
+            self.asked = self.asked.wrapping_add(1);
+        }
         self.gone_since = None;
         self.wait_began = None;
     }
@@ -176,7 +189,7 @@ impl Tasks {
                     task,
                     now,
                     typed: typed.contains(&task.id),
-                    busy: verdicts.get(&task.id) == Some(&Verdict::Busy),
+                    verdict: verdicts.get(&task.id).copied(),
                 };
                 match self.look(entry, size, &look) {
                     Ok(Some(step)) => steps.push((task, step)),
@@ -207,23 +220,12 @@ impl Tasks {
         watched
             .refresh(&self.output_path(&task.id), size, words, look.now)
             .map_err(super::output::reading)?;
-        if watched.seen.is_some() {
-            watched.blank_since = None;
-        } else if look
-            .now
-            .duration_since(*watched.blank_since.get_or_insert(look.now))
-            >= GONE
-        {
-            watched.answered = None;
-        }
         Ok(match task.status {
             TaskStatus::Running => {
                 watched.gone_since = None;
                 watched.wait_began = None;
-                watched
-                    .settled(look.now)
-                    .filter(|s| !(s.wants_words() && look.busy))
-                    .map(|s| Step::Wait(s.prompt.clone()))
+                let settled = watched.settled(look.now).filter(|s| look.allows(s));
+                settled.map(|s| Step::Wait(watched.shown(s)))
             }
             TaskStatus::WaitingForInput => self.look_at_wait(watched, look),
             _ => None,
@@ -237,7 +239,8 @@ impl Tasks {
         if look.typed && reason != Some(WaitingReason::Terminal) {
             return Some(Step::Run(reason));
         }
-        if let Some(settled) = watched.settled(look.now).map(|s| s.prompt.clone()) {
+        let settled = watched.settled(look.now).filter(|s| look.allows(s));
+        if let Some(settled) = settled.map(|s| watched.shown(s)) {
             watched.gone_since = None;
             return (task.prompt.as_deref() != Some(settled.id.as_str()))
                 .then_some(Step::Show(settled));
@@ -245,7 +248,7 @@ impl Tasks {
         if task.prompt.is_some() {
             let still_shown = watched
                 .unanswered()
-                .is_some_and(|s| task.prompt.as_deref() == Some(s.prompt.id.as_str()));
+                .is_some_and(|s| task.prompt.as_deref() == Some(watched.shown(s).id.as_str()));
             if still_shown {
                 watched.gone_since = None;
                 return None;
@@ -257,12 +260,16 @@ impl Tasks {
             return None;
         }
         let rows = watched.screen.rows();
-        match &watched.wait_began {
+        match &mut watched.wait_began {
             None => {
-                watched.wait_began = Some(rows);
+                watched.wait_began = Some((last_written(&rows), rows));
                 None
             }
-            Some(began) => moved_on(began, &rows).then_some(Step::Run(reason)),
+            Some((last_at_start, before)) => {
+                let moved = moved_on(*last_at_start, before, &rows);
+                *before = rows;
+                moved.then_some(Step::Run(reason))
+            }
         }
     }
 
@@ -317,35 +324,57 @@ impl Tasks {
     /// The prompt the task's screen shows now, answered or not yet settled aside.
     pub(super) fn prompt_on_screen(&self, id: &str) -> Option<Prompt> {
         let watched = lock(&self.watched);
-        watched.get(id)?.unanswered().map(|s| s.prompt.clone())
+        let entry = watched.get(id)?;
+        entry.unanswered().map(|s| entry.shown(s))
     }
 
     /// The unanswered prompt the screen shows now, read up to the end of the log, if it is
-    /// `prompt_id`: what a reply answers.
+    /// `prompt_id`: what a reply answers. It is marked answered at once, under the lock, so
+    /// that of two replies at the same moment only one types (`undo_answering` takes that
+    /// back if its keys could not be typed). Keys typed in the terminal since the last look
+    /// have answered it already.
     pub(super) fn prompt_to_answer(
         &self,
         task_id: &str,
         kind: TaskKind,
         prompt_id: &str,
-    ) -> TaskResult<Option<Sighting>> {
+    ) -> TaskResult<Option<Answering>> {
         let size = self.pane_size(task_id);
         let mut watched = lock(&self.watched);
         let entry = watched
             .entry(task_id.to_string())
             .or_insert_with(|| Watched::new(size));
+        let words = kind == TaskKind::Command;
         entry
-            .refresh(
-                &self.output_path(task_id),
-                size,
-                kind == TaskKind::Command,
-                Instant::now(),
-            )
+            .refresh(&self.output_path(task_id), size, words, Instant::now())
             .map_err(super::output::reading)?;
-        Ok(entry
+        if lock(&self.typed).contains(task_id) {
+            return Ok(None);
+        }
+        let Some(sighting) = entry
             .unanswered()
-            .filter(|s| s.prompt.id == prompt_id)
-            .cloned())
+            .filter(|s| entry.shown(s).id == prompt_id)
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let before = (entry.answered.clone(), entry.asked);
+        entry.note_answered();
+        Ok(Some(Answering { sighting, before }))
     }
+
+    /// A reply's keys could not be typed: its prompt is unanswered again.
+    pub(super) fn undo_answering(&self, task_id: &str, answering: Answering) {
+        if let Some(entry) = lock(&self.watched).get_mut(task_id) {
+            (entry.answered, entry.asked) = answering.before;
+        }
+    }
+}
+
+/// A prompt a reply is answering, and what its watcher knew before.
+pub(super) struct Answering {
+    pub sighting: Sighting,
+    before: (Option<String>, u32),
 }
 
 /// What one look knows of a task besides its screen.
@@ -354,17 +383,34 @@ struct Look<'a> {
     now: Instant,
     /// Keys were typed into its terminal since the last look.
     typed: bool,
-    /// `/proc` sees its program at work (a question wanting words is then output).
-    busy: bool,
+    /// What `/proc` says its program does, where it says.
+    verdict: Option<Verdict>,
 }
 
-/// Whether a screen moved on from `began`: rows written below its last one, or more rows
-/// changed than a repaint of a spinner, a clock and a footer.
-fn moved_on(began: &[String], now: &[String]) -> bool {
-    let last = |rows: &[String]| rows.iter().rposition(|r| !r.trim().is_empty());
-    if last(now) > last(began) {
+impl Look<'_> {
+    /// Whether `sighting` may count: never while `/proc` sees the program at work, and a
+    /// question wanting words (the weakest shape: `Building:` and a pause look the same)
+    /// only while `/proc` sees it reading its terminal.
+    fn allows(&self, sighting: &Sighting) -> bool {
+        match self.verdict {
+            Some(Verdict::Busy) => false,
+            Some(Verdict::Reading) => true,
+            _ => !sighting.wants_words(),
+        }
+    }
+}
+
+/// Whether a waiting screen moved on: rows written below the last one written when the
+/// wait began, or more rows changed since the last look than a repaint of a spinner, a
+/// clock and a footer (scrolling moves every row at once).
+fn moved_on(last_at_start: Option<usize>, before: &[String], now: &[String]) -> bool {
+    if last_written(now) > last_at_start {
         return true;
     }
-    let changed = began.iter().zip(now).filter(|(a, b)| a != b).count();
+    let changed = before.iter().zip(now).filter(|(a, b)| a != b).count();
     changed > REPAINT_ROWS
+}
+
+fn last_written(rows: &[String]) -> Option<usize> {
+    rows.iter().rposition(|r| !r.trim().is_empty())
 }
