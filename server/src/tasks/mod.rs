@@ -74,8 +74,10 @@ pub struct NewCommand {
 
 /// Every task of this node. Where one of its locks is taken while another is held, the
 /// order is `store` → the broker's ring (in `publish`, which also hands the event to the
-/// broker's tap). The other mutexes here are leaves: nothing is locked, and no process or
-/// file is waited for, while one is held.
+/// broker's tap), and `watched` → `pane_sizes`, `typed`. `watched` is held while a pass
+/// reads the logs of every live task (files, never a process, never the store): a reply
+/// waits for a pass at most. The other mutexes here are leaves: nothing is locked, and no
+/// process or file is waited for, while one is held.
 pub struct Tasks {
     store: Mutex<Store>,
     pub runtime: Tmux,
