@@ -58,14 +58,7 @@ async fn status_events_during(events: &mut SseClient, id: &str, window: Duration
 async fn wait_for_output(server: &TestServer, id: &str, text: &str) -> String {
     let deadline = Instant::now() + SOON;
     loop {
-        let (_, body) = server
-            .call(
-                Method::GET,
-                &format!("/api/tasks/{id}/output?tail=100"),
-                None,
-            )
-            .await;
-        let output = body["output"].as_str().unwrap_or_default().to_string();
+        let output = server.output(id, 100).await;
         if output.contains(text) {
             return output;
         }

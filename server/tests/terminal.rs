@@ -234,21 +234,10 @@ async fn a_finished_tasks_terminal_replays_its_output_and_closes() {
     assert!(text.contains("line one\r\nline two"), "{text:?}");
 }
 
-async fn output_tail(server: &TestServer, id: &str, lines: usize) -> String {
-    let (_, body) = server
-        .call(
-            Method::GET,
-            &format!("/api/tasks/{id}/output?tail={lines}"),
-            None,
-        )
-        .await;
-    body["output"].as_str().unwrap_or_default().to_string()
-}
-
 async fn wait_for_output(server: &TestServer, id: &str, lines: usize, wanted: &str) -> String {
     let deadline = Instant::now() + SOON;
     loop {
-        let text = output_tail(server, id, lines).await;
+        let text = server.output(id, lines).await;
         if text == wanted || Instant::now() >= deadline {
             return text;
         }
@@ -291,7 +280,7 @@ async fn a_short_tail_of_a_huge_log_without_newlines_reads_only_its_end() {
     let mut log = vec![b'x'; 20 * 1024 * 1024];
     log.extend_from_slice(b"THE-END");
     std::fs::write(output_log(&fixture.data_dir(), &task.id), &log).unwrap();
-    let text = output_tail(&server, &task.id, 3).await;
+    let text = server.output(&task.id, 3).await;
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines.len() <= 3, "{} lines", lines.len());
     assert!(

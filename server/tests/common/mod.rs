@@ -167,6 +167,18 @@ impl TestServer {
         serde_json::from_value(json).unwrap()
     }
 
+    /// The last `lines` lines of the task's screen (`GET /api/tasks/{id}/output`).
+    pub async fn output(&self, id: &str, lines: usize) -> String {
+        let (_, body) = self
+            .call(
+                Method::GET,
+                &format!("/api/tasks/{id}/output?tail={lines}"),
+                None,
+            )
+            .await;
+        body["output"].as_str().unwrap_or_default().to_string()
+    }
+
     /// Waits until the task has `status`, failing after `within`.
     pub async fn wait_for_status(&self, id: &str, status: TaskStatus, within: Duration) -> Task {
         self.wait_for(id, |t| t.status == status, within).await
