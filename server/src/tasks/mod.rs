@@ -29,6 +29,7 @@ use self::{
 };
 
 pub mod output;
+mod passes;
 pub mod procfs;
 pub mod prompt;
 pub mod reconciler;
@@ -352,15 +353,39 @@ impl Tasks {
         if name.is_empty() {
             return Err(TaskError::Invalid("`name` must not be empty".into()));
         }
-        let store = self.store();
-        let task = store.rename(id, &name)?.ok_or(TaskError::NotFound)?;
-        self.broker.publish(event::TASK_UPDATED, to_json(&task));
-        drop(store);
+        let task = self
+            .update(|store| store.rename(id, &name))?
+            .ok_or(TaskError::NotFound)?;
         Ok(self.with_observed_activity(task))
+    }
+
+    /// Makes a change other than a status transition and publishes `task.updated` with the
+    /// task as it left it, under the store lock (so the order of events is the order of the
+    /// writes); `None` when the change did not apply.
+    fn update(
+        &self,
+        change: impl FnOnce(&Store) -> rusqlite::Result<Option<Task>>,
+    ) -> TaskResult<Option<Task>> {
+        let store = self.store();
+        let task = change(&store)?;
+        if let Some(task) = &task {
+            self.broker.publish(event::TASK_UPDATED, to_json(task));
+        }
+        Ok(task)
     }
 
     /// Types into a live task. Input counts as activity, so a waiting task runs again.
     pub fn input(&self, id: &str, text: &str, submit: bool) -> TaskResult<Task> {
+        self.live_task(id)?;
+        self.runtime
+            .send_input(id, text, submit)
+            .map_err(|e| TaskError::Conflict(format!("could not type into the task: {e}")))?;
+        self.note_answered(id);
+        self.answered(id)
+    }
+
+    /// The task, if it is live (`409` if not).
+    fn live_task(&self, id: &str) -> TaskResult<Task> {
         let task = self.get(id)?;
         if !task.status.is_live() {
             return Err(TaskError::Conflict(format!(
@@ -368,10 +393,7 @@ impl Tasks {
                 task.status.as_str()
             )));
         }
-        self.runtime
-            .send_input(id, text, submit)
-            .map_err(|e| TaskError::Conflict(format!("could not type into the task: {e}")))?;
-        self.answered(id)
+        Ok(task)
     }
 
     /// Answers the prompt on a live task's screen: types what picks `reply.choice` (or the
@@ -383,13 +405,7 @@ impl Tasks {
                 "send one of `choice` and `text`".into(),
             ));
         }
-        let task = self.get(id)?;
-        if !task.status.is_live() {
-            return Err(TaskError::Conflict(format!(
-                "task is {}",
-                task.status.as_str()
-            )));
-        }
+        let task = self.live_task(id)?;
         let answering = self
             .prompt_to_answer(id, task.kind, &reply.prompt)?
             .ok_or_else(|| TaskError::Conflict("the prompt has changed".into()))?;
@@ -411,10 +427,9 @@ impl Tasks {
         self.answered(id)
     }
 
-    /// The person answered: the task runs again, and what its screen asked is no reason to
-    /// wait any more.
+    /// The person answered (and the watcher knows its prompt is answered): the task runs
+    /// again.
     fn answered(&self, id: &str) -> TaskResult<Task> {
-        self.note_answered(id);
         let now = now_text();
         self.store().touch_activity(id, &now)?;
         let running = Outcome {
@@ -508,12 +523,10 @@ impl Tasks {
         if let Some(task) = self.transition(id, &[from], to, outcome)? {
             return Ok(task);
         }
-        let store = self.store();
-        if let Some(task) = store.set_message(id, to, message.as_deref())? {
-            self.broker.publish(event::TASK_UPDATED, to_json(&task));
+        if let Some(task) = self.update(|store| store.set_message(id, to, message.as_deref()))? {
             return Ok(task);
         }
-        let task = store.get(id)?.ok_or(TaskError::NotFound)?;
+        let task = self.get(id)?;
         Err(TaskError::Conflict(format!(
             "task is {}",
             task.status.as_str()
@@ -522,12 +535,10 @@ impl Tasks {
 
     /// The person has looked at a finished task: it leaves the default list.
     pub fn mark_seen(&self, id: &str) -> TaskResult<Task> {
-        let store = self.store();
-        if let Some(task) = store.mark_seen(id)? {
-            self.broker.publish(event::TASK_UPDATED, to_json(&task));
-            return Ok(task);
+        match self.update(|store| store.mark_seen(id))? {
+            Some(task) => Ok(task),
+            None => self.store().get(id)?.ok_or(TaskError::NotFound),
         }
-        store.get(id)?.ok_or(TaskError::NotFound)
     }
 
     /// Kills the task's session and makes sure it is gone.
@@ -604,13 +615,12 @@ impl Tasks {
 
     /// Leaves a message on a live task for the person (what went wrong on our side).
     fn tell(&self, id: &str, message: &str) {
-        let store = self.store();
-        for status in [TaskStatus::Running, TaskStatus::WaitingForInput] {
-            if let Ok(Some(task)) = store.set_message(id, status, Some(message)) {
-                self.broker.publish(event::TASK_UPDATED, to_json(&task));
-                return;
-            }
-        }
+        // Whichever live status it is in (a failed write is passed over: this is a courtesy).
+        let _ = self.update(|store| {
+            Ok([TaskStatus::Running, TaskStatus::WaitingForInput]
+                .into_iter()
+                .find_map(|status| store.set_message(id, status, Some(message)).ok().flatten()))
+        });
     }
 }
 

@@ -36,10 +36,7 @@ impl Tasks {
         for id in live {
             let log = self.output_path(&id);
             let pane = self.pane_size(&id);
-            let screen = &mut watched
-                .entry(id.clone())
-                .or_insert_with(|| Watched::new(pane))
-                .screen;
+            let screen = &mut Watched::of(&mut watched, &id, pane).screen;
             let size = screen.log_len(&log).map_err(reading)?;
             if size > 0 && sizes.get(&id) != Some(&size) {
                 screen.resize(pane);

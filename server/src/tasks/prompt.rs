@@ -15,6 +15,8 @@
 
 use app::model::{Choice, Prompt};
 
+use super::screen::is_box_drawing;
+
 /// A prompt seen on a screen.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sighting {
@@ -636,11 +638,6 @@ fn drawn_inverse(screen: &vt100::Screen, row: u16, first: usize, end: usize) -> 
         }
         _ => true,
     })
-}
-
-/// The lines and corners of boxes (U+2500 to U+257F).
-pub fn is_box_drawing(c: char) -> bool {
-    ('\u{2500}'..='\u{257f}').contains(&c)
 }
 
 #[cfg(test)]

@@ -148,7 +148,7 @@ impl Screen {
     /// The last `lines` lines of the scrollback and the screen (blank rows below the last
     /// written one left out).
     pub fn last_lines(&mut self, lines: usize) -> String {
-        let mut shown = self.visible_rows();
+        let mut shown = self.rows();
         while shown.last().is_some_and(String::is_empty) {
             shown.pop();
         }
@@ -165,10 +165,6 @@ impl Screen {
 
     /// The screen's rows, without trailing spaces.
     pub fn rows(&self) -> Vec<String> {
-        self.visible_rows()
-    }
-
-    fn visible_rows(&self) -> Vec<String> {
         let cols = self.size().cols;
         self.parser
             .screen()
@@ -203,7 +199,7 @@ impl Screen {
 }
 
 /// The lines and corners of boxes (U+2500 to U+257F).
-fn is_box_drawing(c: char) -> bool {
+pub fn is_box_drawing(c: char) -> bool {
     ('\u{2500}'..='\u{257f}').contains(&c)
 }
 

@@ -17,16 +17,16 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use app::model::{event, TaskKind, TaskStatus, WaitingReason};
+use app::model::{TaskKind, TaskStatus, WaitingReason};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    now_text,
+    now_text, passes,
     procfs::{self, Detector, Shell, Verdict},
     store::{LiveState, Outcome},
     TaskResult, Tasks,
 };
-use crate::{events::event::to_json, sync::lock};
+use crate::sync::lock;
 
 /// How often a pass looks: two agreeing passes make a verdict, so a program that starts
 /// reading its terminal is `waiting-for-input` within about `2 × EVERY`.
@@ -54,33 +54,7 @@ pub async fn run(tasks: Arc<Tasks>, shutdown: CancellationToken) {
         );
         return;
     }
-    let mut passes = Passes::default();
-    let mut ticker = tokio::time::interval(EVERY);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
-        let pass_tasks = tasks.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
-            let result = pass_tasks.detect_waiting(&mut passes);
-            (passes, result)
-        })
-        .await;
-        match outcome {
-            Ok((kept, result)) => {
-                passes = kept;
-                if let Err(e) = result {
-                    tracing::warn!("waiting pass failed: {e:?}");
-                }
-            }
-            Err(e) => {
-                tracing::error!("waiting pass panicked: {e}");
-                passes = Passes::default();
-            }
-        }
-    }
+    passes::every(EVERY, "waiting", tasks, shutdown, Tasks::detect_waiting).await;
 }
 
 impl Tasks {
@@ -170,11 +144,7 @@ impl Tasks {
     }
 
     fn rename_reason(&self, id: &str, from: WaitingReason, to: WaitingReason) -> TaskResult<bool> {
-        let store = self.store();
-        let Some(task) = store.set_waiting_reason(id, from, to)? else {
-            return Ok(false);
-        };
-        self.broker.publish(event::TASK_UPDATED, to_json(&task));
+        self.update(|store| store.set_waiting_reason(id, from, to))?;
         Ok(false)
     }
 }

@@ -19,25 +19,25 @@
 //!   shows another (`answered`). Only a wait seen in `/proc` is left to `/proc`.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     io,
     path::Path,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use app::model::{event, Prompt, TaskKind, TaskStatus, WaitingReason};
+use app::model::{Prompt, TaskKind, TaskStatus, WaitingReason};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    now_text,
+    now_text, passes,
     procfs::Verdict,
     prompt::{self, Sighting},
     screen::{PaneSize, Screen},
     store::{LiveState, Outcome},
     TaskResult, Tasks,
 };
-use crate::{events::event::to_json, sync::lock};
+use crate::sync::lock;
 
 /// How often the screens are looked at.
 pub const EVERY: Duration = Duration::from_millis(200);
@@ -71,7 +71,7 @@ pub struct Watched {
 }
 
 impl Watched {
-    pub fn new(size: PaneSize) -> Watched {
+    fn new(size: PaneSize) -> Watched {
         Watched {
             screen: Screen::new(size),
             looked_at: None,
@@ -82,6 +82,19 @@ impl Watched {
             asked: 0,
             wait_began: None,
         }
+    }
+
+    /// Task `id`'s, made at its pane's size the first time (without a new key each time:
+    /// every pass looks up every live task).
+    pub fn of<'a>(
+        watched: &'a mut HashMap<String, Watched>,
+        id: &str,
+        size: PaneSize,
+    ) -> &'a mut Watched {
+        if !watched.contains_key(id) {
+            watched.insert(id.to_string(), Watched::new(size));
+        }
+        watched.get_mut(id).expect("just made")
     }
 
     /// The prompt on the screen that is not already answered, settled or not.
@@ -153,20 +166,8 @@ enum Step {
 
 /// Runs passes until `shutdown`.
 pub async fn run(tasks: Arc<Tasks>, shutdown: CancellationToken) {
-    let mut ticker = tokio::time::interval(EVERY);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
-        let pass_tasks = tasks.clone();
-        match tokio::task::spawn_blocking(move || pass_tasks.watch_screens()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!("screen pass failed: {e:?}"),
-            Err(e) => tracing::error!("screen pass panicked: {e}"),
-        }
-    }
+    let pass = |tasks: &Tasks, _: &mut ()| tasks.watch_screens();
+    passes::every(EVERY, "screen", tasks, shutdown, pass).await;
 }
 
 impl Tasks {
@@ -182,9 +183,7 @@ impl Tasks {
             let mut watched = lock(&self.watched);
             for task in live.iter().filter(|t| !in_flight.contains(&t.id)) {
                 let size = self.pane_size(&task.id);
-                let entry = watched
-                    .entry(task.id.clone())
-                    .or_insert_with(|| Watched::new(size));
+                let entry = Watched::of(&mut watched, &task.id, size);
                 let look = Look {
                     task,
                     now,
@@ -287,14 +286,9 @@ impl Tasks {
                     .transition(&task.id, &[Running], Waiting, outcome)?
                     .is_some())
             }
-            Step::Show(prompt) => {
-                let store = self.store();
-                let Some(shown) = store.show_prompt(&task.id, &prompt)? else {
-                    return Ok(false);
-                };
-                self.broker.publish(event::TASK_UPDATED, to_json(&shown));
-                Ok(true)
-            }
+            Step::Show(prompt) => Ok(self
+                .update(|store| store.show_prompt(&task.id, &prompt))?
+                .is_some()),
             Step::Run(reason) => {
                 let outcome = Outcome {
                     at: now_text(),
@@ -341,9 +335,7 @@ impl Tasks {
     ) -> TaskResult<Option<Answering>> {
         let size = self.pane_size(task_id);
         let mut watched = lock(&self.watched);
-        let entry = watched
-            .entry(task_id.to_string())
-            .or_insert_with(|| Watched::new(size));
+        let entry = Watched::of(&mut watched, task_id, size);
         let words = kind == TaskKind::Command;
         entry
             .refresh(&self.output_path(task_id), size, words, Instant::now())
