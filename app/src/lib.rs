@@ -58,6 +58,15 @@ pub fn App() -> impl IntoView {
         0 => "taskwire".to_string(),
         n => format!("({n}) taskwire"),
     };
+    // The server renders the title as plain text: leptos_axum reads it once the page has
+    // been rendered, and with lazy routes that can be after the page's reactive owner has
+    // gone (it panicked then, in a CI run). Nothing waits in a page rendered by the server,
+    // whose store is empty until the browser fetches the tasks.
+    #[cfg(not(feature = "hydrate"))]
+    let title = {
+        let _ = title;
+        "taskwire"
+    };
     view! {
         <Stylesheet id="leptos" href="/pkg/taskwire.css"/>
         <Title text=title/>
