@@ -12,6 +12,7 @@ mod defaults {
     pub const RECONCILE_SECS: u64 = 5;
     pub const REPLAY: usize = 1024;
     pub const MAX_SUBSCRIBERS: usize = 10_000;
+    pub const PUSH_CONTACT: &str = "mailto:taskwire@localhost";
 }
 
 #[derive(Clone, Debug, Parser)]
@@ -67,6 +68,11 @@ pub struct Config {
     #[arg(long, env = "TASKWIRE_NOTIFY_URL", hide_env_values = true)]
     pub notify_url: Option<String>,
 
+    /// Who runs this server, for push services (the `sub` of VAPID, RFC 8292): a
+    /// `mailto:` address or an `https:` URL. Apple's push service wants a real one.
+    #[arg(long, env = "TASKWIRE_PUSH_CONTACT", default_value = defaults::PUSH_CONTACT)]
+    pub push_contact: String,
+
     /// Host names the server answers to, besides localhost and the listen address (a
     /// request naming another host is refused: DNS rebinding). Comma-separated; `*` for any.
     #[arg(long, env = "TASKWIRE_ALLOWED_HOSTS", value_delimiter = ',')]
@@ -108,6 +114,7 @@ impl Config {
             max_subscribers: defaults::MAX_SUBSCRIBERS,
             allowed_hosts: Vec::new(),
             notify_url: None,
+            push_contact: defaults::PUSH_CONTACT.into(),
             nats_url: None,
             nats_creds: None,
             nats_insecure: false,
@@ -180,6 +187,14 @@ impl Config {
         if !app::model::is_valid_task_id(&node) {
             return Err(format!(
                 "TASKWIRE_NODE must be 1 to 64 letters, digits, `-` or `_`, not {node:?}"
+            ));
+        }
+        let contact = &self.push_contact;
+        if !(contact.starts_with("mailto:") || contact.starts_with("https://"))
+            || contact.len() > 200
+        {
+            return Err(format!(
+                "TASKWIRE_PUSH_CONTACT must be a mailto: address or an https: URL, not {contact:?}"
             ));
         }
         Ok(())

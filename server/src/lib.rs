@@ -7,6 +7,7 @@ pub mod events;
 pub mod fleet;
 pub mod http;
 pub mod notify;
+pub mod push;
 pub mod sync;
 pub mod tasks;
 pub mod terminal;
@@ -59,6 +60,8 @@ pub struct AppState {
     /// Open output, tails and terminal streams, capped at `TASKWIRE_MAX_SUBSCRIBERS`.
     pub stream_slots: Arc<events::slots::StreamSlots>,
     pub hosts: Hosts,
+    /// Web Push: the VAPID keys and the devices subscribed on this node.
+    pub push: Arc<push::Push>,
     pub leptos: LeptosOptions,
     /// Cancelled on SIGINT/SIGTERM: every stream ends at once.
     pub shutdown: CancellationToken,
@@ -91,6 +94,12 @@ impl FromRef<AppState> for Api {
             view: state.view.clone(),
             auth: state.auth.clone(),
         }
+    }
+}
+
+impl FromRef<AppState> for Arc<push::Push> {
+    fn from_ref(state: &AppState) -> Self {
+        state.push.clone()
     }
 }
 
@@ -156,6 +165,7 @@ impl AppState {
         let token = auth::load_or_create_token(config.token.as_deref(), &data_dir)?;
         let store = store::Store::open(&data_dir.join("taskwire.db"))?;
         let sessions = http::sessions::Sessions::open(&data_dir.join("taskwire.db"))?;
+        let push = push::Push::open(&data_dir, config.push_contact.clone())?;
         let socket = match &config.tmux_socket {
             Some(socket) => socket.clone(),
             None => {
@@ -189,6 +199,7 @@ impl AppState {
             },
             stream_slots,
             hosts: Hosts(host_names.map(Into::into)),
+            push: Arc::new(push),
             leptos,
             shutdown: CancellationToken::new(),
             _lock: Arc::new(lock),
@@ -232,8 +243,9 @@ impl AppState {
         Ok(self)
     }
 
-    /// Tells the tasks where they reach this server (`TASKWIRE_URL`), and starts the
-    /// webhook of `TASKWIRE_NOTIFY_URL` if one is set. Call once the server listens.
+    /// Tells the tasks where they reach this server (`TASKWIRE_URL`), and starts Web Push
+    /// and the webhook of `TASKWIRE_NOTIFY_URL` if one is set. Call once the server
+    /// listens (and has joined its fleet: pushes follow every node's transitions).
     pub fn listening_at(&self, addr: std::net::SocketAddr) {
         let host = match addr.ip() {
             ip if ip.is_unspecified() => "127.0.0.1".to_string(),
@@ -242,6 +254,12 @@ impl AppState {
         };
         self.tasks
             .set_base_url(format!("http://{host}:{}", addr.port()));
+        push::spawn(
+            self.push.clone(),
+            self.event_broker().0,
+            self.tasks.base_url(),
+            self.shutdown.clone(),
+        );
         if let Some(url) = &self.config.notify_url {
             notify::spawn(url.clone(), self.tasks.clone(), self.shutdown.clone());
         }
@@ -408,6 +426,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/login", get(auth::login_link).post(auth::login_form))
+        .route("/sw.js", get(http::site::service_worker))
         .route("/logout", post(auth::logout))
         .merge(protected)
         .merge(reports)

@@ -39,8 +39,10 @@ pub fn router<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     Api: FromRef<S>,
+    Arc<crate::push::Push>: FromRef<S>,
 {
     Router::new()
+        .nest("/push", super::push::router())
         .route("/tasks", get(list_tasks).post(create_task))
         .route("/tasks/terminal", post(create_terminal))
         .route(

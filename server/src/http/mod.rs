@@ -8,6 +8,7 @@ pub mod elsewhere;
 pub mod error;
 pub mod guard;
 pub mod metrics;
+pub mod push;
 pub mod serve;
 pub mod sessions;
 pub mod site;

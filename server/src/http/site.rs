@@ -67,3 +67,44 @@ fn embedded(path: &str, headers: &HeaderMap) -> Option<Response> {
     headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     Some(response)
 }
+
+/// `/sw.js`, the service worker, with the version of the site it came with: a browser
+/// installs a service worker anew only when its bytes change, so a new build's worker
+/// (and the offline page it keeps) replaces the old one on the next visit.
+pub async fn service_worker() -> Response {
+    let Some(file) = Site::get("sw.js") else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let script = format!(
+        "const VERSION = '{}';\n{}",
+        site_version(),
+        String::from_utf8_lossy(&file.data)
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        script,
+    )
+        .into_response()
+}
+
+/// A short digest of every file of the site (rust-embed hashes each as it embeds it).
+fn site_version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| {
+        // FNV-1a over the files' SHA-256 digests, in name order.
+        let mut names: Vec<_> = Site::iter().collect();
+        names.sort();
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for name in names {
+            if let Some(file) = Site::get(&name) {
+                for byte in file.metadata.sha256_hash() {
+                    hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+                }
+            }
+        }
+        format!("{hash:016x}")
+    })
+}

@@ -1,9 +1,11 @@
-//! `TASKWIRE_NOTIFY_URL`: a webhook told of every transition to `waiting-for-input`,
-//! `failed` or `completed`, so a person can hear of a task off the machine (ntfy, Slack, a
-//! phone). It is one more subscriber of the broker: publishing never waits for it, and a
-//! slow or dead webhook delays nothing but its own deliveries. Uses `events` and `tasks`.
+//! Telling a person of a task off the page: the transitions worth it (to
+//! `waiting-for-input`, `failed` or `completed`) picked out of the event feed, retrying a
+//! delivery with backoff, and the webhook of `TASKWIRE_NOTIFY_URL` (ntfy, Slack, a phone).
+//! Web Push (`crate::push`) uses the first two. A listener is one more subscriber of the
+//! broker: publishing never waits for it, and a slow or dead receiver delays nothing but
+//! its own deliveries. Uses `events` and `tasks`.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use app::model::{event, Notice, Task, TaskStatus};
 use tokio::sync::{broadcast::error::RecvError, mpsc};
@@ -18,20 +20,21 @@ const TRIES: u32 = 5;
 const FIRST_PAUSE: Duration = Duration::from_millis(500);
 const TRY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Starts the webhook's subscriber and its sender; both stop with `shutdown`.
-pub fn spawn(url: String, tasks: Arc<Tasks>, shutdown: CancellationToken) {
-    let (queue, notices) = mpsc::channel(QUEUE);
-    let feed = tasks.broker.clone();
-    tokio::spawn(watch(feed, tasks, queue, shutdown.clone()));
-    tokio::spawn(deliver(url, notices, shutdown));
+/// A transition a person may want to hear of.
+pub struct Transition {
+    pub task: Task,
+    /// The event's id: the same transition has the same id on every path (a push, a
+    /// page's stream), so a device can tell one it has already shown.
+    pub event_id: String,
 }
 
-/// Picks the transitions worth a notice out of the event feed.
-async fn watch(
+/// Calls `each` with every transition to `waiting-for-input`, `failed` or `completed` in
+/// `broker`'s feed until `shutdown`. `who` names the listener in warnings.
+pub async fn follow_transitions(
     broker: Arc<Broker>,
-    tasks: Arc<Tasks>,
-    queue: mpsc::Sender<Notice>,
+    who: &str,
     shutdown: CancellationToken,
+    mut each: impl FnMut(Transition),
 ) {
     let (_, following) = broker.follow_after(None);
     let mut feed = following.into_live();
@@ -43,7 +46,7 @@ async fn watch(
         let event = match received {
             Ok(event) => event,
             Err(RecvError::Lagged(missed)) => {
-                tracing::warn!("the webhook missed {missed} events (too many at once)");
+                tracing::warn!("{who} missed {missed} events (too many at once)");
                 continue;
             }
             Err(RecvError::Closed) => return,
@@ -54,21 +57,80 @@ async fn watch(
         let Ok(task) = serde_json::from_str::<Task>(&event.data) else {
             continue;
         };
-        if !matches!(
+        if matches!(
             task.status,
             TaskStatus::WaitingForInput | TaskStatus::Failed | TaskStatus::Completed
         ) {
-            continue;
-        }
-        let notice = Notice {
-            event: event::TASK_STATUS.into(),
-            url: format!("{}/tasks/{}", tasks.base_url(), task.id),
-            task,
-        };
-        if queue.try_send(notice).is_err() {
-            tracing::warn!("the webhook is too far behind; a notice was dropped");
+            each(Transition {
+                task,
+                event_id: event.id.clone(),
+            });
         }
     }
+}
+
+/// What one try of a delivery came to.
+pub enum Tried {
+    Delivered,
+    /// Worth another try (a network error, a busy or failing receiver).
+    Again(String),
+    /// Not worth another (the receiver refused it for good).
+    Refused(String),
+}
+
+/// Tries `attempt` up to `tries` times, pausing `first_pause` after the first failure and
+/// twice as long after each next; gives up at `shutdown`. Whether it was delivered.
+pub async fn with_backoff<F: Future<Output = Tried>>(
+    what: &str,
+    tries: u32,
+    first_pause: Duration,
+    shutdown: &CancellationToken,
+    mut attempt: impl FnMut() -> F,
+) -> bool {
+    let mut pause = first_pause;
+    for n in 1..=tries {
+        match attempt().await {
+            Tried::Delivered => return true,
+            Tried::Refused(why) => {
+                tracing::warn!("{what}: {why}; not tried again");
+                return false;
+            }
+            Tried::Again(why) => tracing::warn!("{what}: {why} (try {n} of {tries})"),
+        }
+        if n == tries {
+            break;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return false,
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause *= 2;
+    }
+    tracing::error!("{what}: gave up after {tries} tries");
+    false
+}
+
+/// Starts the webhook's subscriber and its sender; both stop with `shutdown`.
+pub fn spawn(url: String, tasks: Arc<Tasks>, shutdown: CancellationToken) {
+    let (queue, notices) = mpsc::channel(QUEUE);
+    let feed = tasks.broker.clone();
+    let base_url = tasks.clone();
+    tokio::spawn(follow_transitions(
+        feed,
+        "the webhook",
+        shutdown.clone(),
+        move |Transition { task, .. }| {
+            let notice = Notice {
+                event: event::TASK_STATUS.into(),
+                url: format!("{}/tasks/{}", base_url.base_url(), task.id),
+                task,
+            };
+            if queue.try_send(notice).is_err() {
+                tracing::warn!("the webhook is too far behind; a notice was dropped");
+            }
+        },
+    ));
+    tokio::spawn(deliver(url, notices, shutdown));
 }
 
 /// Sends each notice in turn, retrying with backoff.
@@ -85,25 +147,15 @@ async fn deliver(url: String, mut notices: mpsc::Receiver<Notice>, shutdown: Can
                 None => return,
             },
         };
-        let mut pause = FIRST_PAUSE;
-        for attempt in 1..=TRIES {
+        let what = format!("the webhook, for task {}", notice.task.id);
+        with_backoff(&what, TRIES, FIRST_PAUSE, &shutdown, || async {
             match client.post(&url).json(&notice).send().await {
-                Ok(answer) if answer.status().is_success() => break,
-                Ok(answer) => {
-                    tracing::warn!("webhook answered {} (try {attempt})", answer.status())
-                }
+                Ok(answer) if answer.status().is_success() => Tried::Delivered,
+                Ok(answer) => Tried::Again(format!("answered {}", answer.status())),
                 // Never the URL: an ntfy topic or a Slack hook URL is the secret itself.
-                Err(e) => tracing::warn!("webhook: {} (try {attempt})", e.without_url()),
+                Err(e) => Tried::Again(e.without_url().to_string()),
             }
-            if attempt == TRIES {
-                tracing::error!("webhook: gave up on the notice for task {}", notice.task.id);
-                break;
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(pause) => {}
-            }
-            pause *= 2;
-        }
+        })
+        .await;
     }
 }
