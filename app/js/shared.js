@@ -10,7 +10,10 @@
 // Without BroadcastChannel or Web Locks, each tab connects on its own, as before.
 //
 // The leader also shows desktop notifications, so each transition gives one per browser,
-// and only while no dashboard tab is visible.
+// and only while no dashboard tab is visible. The service worker (/sw.js) shows them, as it
+// shows the server's pushes: a transition that reaches the browser both ways is shown once.
+// Once notifications are allowed, this browser subscribes to the server's pushes too (the
+// kinds the bell has ticked), so it hears of tasks with no dashboard tab open.
 
 const CHANNEL = 'taskwire-events';
 const LOCK = 'taskwire-events-leader';
@@ -32,6 +35,7 @@ export class SharedEvents {
     this.tailWanters = new Set();
     this.visibleTabs = new Set();
     this.closed = false;
+    syncPush().catch((e) => console.warn('push:', e));
     if (!shared) {
       this.leader = true;
       this.connect();
@@ -92,7 +96,7 @@ export class SharedEvents {
 
   deliver(name, data, id) {
     this.onMessage(name, data, id);
-    if (name === 'task.status' && this.leader) notifyIfAway(data, this.visibleTabs);
+    if (name === 'task.status' && this.leader) notifyIfAway(data, id, this.visibleTabs);
   }
 
   received(message) {
@@ -207,7 +211,7 @@ async function askNotificationPermission() {
   return Notification.requestPermission();
 }
 
-function notifyIfAway(data, visibleTabs) {
+function notifyIfAway(data, eventId, visibleTabs) {
   if (notificationPermission() !== 'granted' || visibleTabs.size > 0) return;
   let task;
   try {
@@ -217,6 +221,12 @@ function notifyIfAway(data, visibleTabs) {
   }
   const kind = KINDS[task.status];
   if (!kind || !notificationPrefs()[kind]) return;
+  const worker = navigator.serviceWorker && navigator.serviceWorker.controller;
+  if (worker) {
+    worker.postMessage({ kind: 'notify', notice: { event: 'task.status', task, event_id: eventId } });
+    return;
+  }
+  // No service worker (yet): the page shows it itself.
   const status = task.status === 'failed' && task.exit_code != null ? `failed (exit ${task.exit_code})` : task.status;
   // A task that asks says what: its question, then its answers.
   const asks = task.prompt && task.status === 'waiting-for-input'
@@ -224,7 +234,7 @@ function notifyIfAway(data, visibleTabs) {
     : null;
   const notification = new Notification(task.name, {
     body: asks || task.message || status,
-    // One per task: a newer change of the same task replaces the older notification.
+    // One per task, the worker's tag too: a newer change of the task replaces the older.
     tag: `taskwire-${task.id}`,
   });
   notification.onclick = () => {
@@ -233,6 +243,74 @@ function notifyIfAway(data, visibleTabs) {
     dispatchEvent(new PopStateEvent('popstate'));
     notification.close();
   };
+}
+
+// Web Push: where the browser can, the server pushes the ticked kinds to this browser, also
+// with no dashboard tab open (a phone's lock screen). Says how it went, for the bell.
+let pushState = 'unknown';
+
+function pushSupport() {
+  if (!window.isSecureContext) return 'insecure';
+  if (!('serviceWorker' in navigator) || !('PushManager' in window)) {
+    const apple = /iPhone|iPad|iPod/.test(navigator.userAgent);
+    const standalone = matchMedia('(display-mode: standalone)').matches || navigator.standalone;
+    return apple && !standalone ? 'home-screen' : 'unsupported';
+  }
+  return 'supported';
+}
+
+async function pushApi(method, body) {
+  const response = await fetch('/api/push/subscriptions', {
+    method,
+    credentials: 'same-origin',
+    headers: { 'Content-Type': 'application/json', 'X-Taskwire': '1' },
+    body: JSON.stringify(body),
+  });
+  if (!response.ok) throw new Error(`the server answered ${response.status}`);
+}
+
+function sameKey(buffer, key) {
+  if (!buffer) return false;
+  const mine = btoa(String.fromCharCode(...new Uint8Array(buffer))).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  return mine === key;
+}
+
+// Subscribes (or unsubscribes) this browser as the bell's kinds say; at every page load,
+// so the server's list stays true. Asks for nothing: the permission comes from a click.
+async function syncPush() {
+  const support = pushSupport();
+  if (support !== 'supported' || notificationPermission() !== 'granted') {
+    pushState = support === 'supported' ? 'off' : support;
+    return;
+  }
+  const registration = await navigator.serviceWorker.ready;
+  let subscription = await registration.pushManager.getSubscription();
+  const prefs = notificationPrefs();
+  const kinds = Object.keys(KINDS).filter((status) => prefs[KINDS[status]]);
+  if (kinds.length === 0) {
+    if (subscription) {
+      await pushApi('DELETE', { endpoint: subscription.endpoint });
+      await subscription.unsubscribe();
+    }
+    pushState = 'off';
+    return;
+  }
+  const answer = await fetch('/api/push/key', { credentials: 'same-origin' });
+  if (!answer.ok) throw new Error(`the server answered ${answer.status}`);
+  const { key } = await answer.json();
+  // A subscription made for another key (another data dir) would be refused by its service.
+  if (subscription && !sameKey(subscription.options.applicationServerKey, key)) {
+    await subscription.unsubscribe();
+    subscription = null;
+  }
+  try {
+    subscription = subscription || await registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key });
+  } catch (e) {
+    pushState = 'failed';
+    throw e;
+  }
+  await pushApi('POST', { ...subscription.toJSON(), kinds });
+  pushState = 'on';
 }
 
 // The favicon shows how many tasks wait for the person, for a tab among many.
@@ -252,6 +330,13 @@ const HINTS = {
   denied: "Notifications are blocked for this site in the browser's settings.",
   unsupported: 'This browser cannot show notifications.',
   default: 'Notifications are off in this browser.',
+};
+const PUSH_HINTS = {
+  on: 'This device also gets them with no taskwire tab open.',
+  failed: 'This browser could not subscribe to pushes: notifications come only while a taskwire tab is open.',
+  insecure: 'On another device, notifications need HTTPS: see “Reaching it from another device” in the README.',
+  'home-screen': 'On iPhone and iPad: Share → Add to Home Screen, then open taskwire from there to be notified.',
+  unsupported: 'This browser cannot get pushes: notifications come only while a taskwire tab is open.',
 };
 const KIND_LABELS = [['waiting', 'Waits for you'], ['failed', 'Failed'], ['completed', 'Completed']];
 
@@ -273,12 +358,20 @@ export function toggleBell(button) {
     hint.className = 'hint';
     hint.textContent = HINTS[permission] || HINTS.default;
     panel.replaceChildren(hint);
+    const pushHint = PUSH_HINTS[permission === 'granted' ? pushState : pushSupport()];
+    if (pushHint) {
+      const push = document.createElement('p');
+      push.className = 'hint push-hint';
+      push.textContent = pushHint;
+      panel.append(push);
+    }
+    const resync = () => syncPush().catch((e) => console.warn('push:', e)).finally(render);
     if (permission === 'default') {
       const allow = document.createElement('button');
       allow.type = 'button';
       allow.className = 'button primary';
       allow.textContent = 'Allow notifications';
-      allow.onclick = () => askNotificationPermission().then(render);
+      allow.onclick = () => askNotificationPermission().then(resync);
       panel.append(allow);
     }
     const prefs = notificationPrefs();
@@ -288,7 +381,10 @@ export function toggleBell(button) {
       const box = document.createElement('input');
       box.type = 'checkbox';
       box.checked = prefs[kind];
-      box.onchange = () => setNotificationPref(kind, box.checked);
+      box.onchange = () => {
+        setNotificationPref(kind, box.checked);
+        resync();
+      };
       label.append(box, text);
       panel.append(label);
     }

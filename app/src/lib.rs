@@ -20,6 +20,9 @@ use crate::{
     live::provide_live,
 };
 
+const REGISTER_SERVICE_WORKER: &str = "if ('serviceWorker' in navigator) \
+    navigator.serviceWorker.register('/sw.js').catch((e) => console.warn('no service worker:', e));";
+
 /// The HTML document the server renders around the app.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {
@@ -30,6 +33,13 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="color-scheme" content="light dark"/>
                 <link rel="icon" href="data:,"/>
+                // Installable (a home-screen app on phones: iOS pushes only to those).
+                <link rel="manifest" href="/manifest.webmanifest"/>
+                <meta name="theme-color" content="#2f6feb"/>
+                <link rel="apple-touch-icon" href="/icons/apple-touch-icon.png"/>
+                // Every page registers the service worker (offline page, pushes), before
+                // and whether or not the app hydrates.
+                <script inner_html=REGISTER_SERVICE_WORKER></script>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
                 <MetaTags/>

@@ -70,13 +70,19 @@ async function awayWithSpy(context: BrowserContext) {
   });
 }
 
+/** What the pages showed themselves (no service worker yet) and what the worker showed. */
 async function allShown(pages: Page[]) {
   const lists = await Promise.all(pages.map((p) => p.evaluate(() => (window as any).shownNotifications)));
-  return lists.flat();
+  const workers = pages[0].context().serviceWorkers();
+  const byWorker = await Promise.all(workers.map((w) => w.evaluate(async () => {
+    const shown = await (self as any).registration.getNotifications();
+    return shown.map((n: any) => ({ title: n.title, body: n.body, tag: n.tag }));
+  })));
+  return [...lists.flat(), ...byWorker.flat()];
 }
 
 test('with no tab in view, a task that starts waiting gives one notification per browser', async ({ browser }) => {
-  const context = await browser.newContext();
+  const context = await browser.newContext({ permissions: ['notifications'] });
   await awayWithSpy(context);
   const pages: Page[] = [];
   for (let i = 0; i < 3; i++) {
@@ -113,7 +119,7 @@ test('with no tab in view, a task that starts waiting gives one notification per
 });
 
 test('the notification of a task whose screen asks names the question and its answers', async ({ browser }) => {
-  const context = await browser.newContext();
+  const context = await browser.newContext({ permissions: ['notifications'] });
   await awayWithSpy(context);
   const page = await context.newPage();
   await server.open(page);
