@@ -75,6 +75,34 @@ ensure_nats_server() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
 }
 
+# The TLS test (end2end/tests/tls.spec.ts) puts Debian's nginx in front of taskwire, with a
+# certificate it makes with openssl, and runs that nginx itself (a config in a temporary
+# dir, a free port). The package's own service is not wanted: Debian starts it on install
+# (the default site on port 80, and an install that fails when port 80 is taken), unless
+# policy-rc.d says no. So one is put in place for the install when there is none (Docker
+# images have their own), and a service the install started anyway is stopped.
+ensure_nginx() {
+  local want=() policy=/usr/sbin/policy-rc.d
+  [ -x /usr/sbin/nginx ] || want+=(nginx)
+  command -v openssl >/dev/null || want+=(openssl)
+  [ ${#want[@]} -gt 0 ] || return 0
+  log "installing Debian's ${want[*]} (no service started)"
+  apt-get update -qq
+  (
+    if [ ! -e "$policy" ]; then
+      trap 'rm -f "$policy"' EXIT
+      printf '#!/bin/sh\n# scripts/setup.sh (taskwire): no service starts during its install\nexit 101\n' >"$policy"
+      chmod 755 "$policy"
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${want[@]}" >/dev/null
+  )
+  if [ ! -x /usr/sbin/nginx ] || [ ! -s /run/nginx.pid ] || ! kill -0 "$(cat /run/nginx.pid)" 2>/dev/null; then
+    return 0
+  fi
+  log "stopping the nginx service the package started"
+  if [ -d /run/systemd/system ]; then systemctl stop nginx; else /usr/sbin/nginx -s quit; fi
+}
+
 ensure_end2end_packages() {
   if [ -d "$ROOT/end2end/node_modules/@playwright/test" ]; then return; fi
   log "installing the end-to-end test packages"
@@ -107,5 +135,6 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   ensure_build_tools
   ensure_chromium
   ensure_nats_server
+  ensure_nginx
   ensure_end2end_packages
 fi

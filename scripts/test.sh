@@ -9,6 +9,7 @@ source scripts/setup.sh
 ensure_build_tools
 ensure_chromium
 ensure_nats_server
+ensure_nginx
 ensure_end2end_packages
 
 if [ "${1:-}" != "--e2e" ]; then
