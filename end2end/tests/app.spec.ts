@@ -1,4 +1,5 @@
 import { test, expect } from '@playwright/test';
+import * as path from 'path';
 import { Taskwire, watchErrors } from './server';
 
 let server: Taskwire;
@@ -13,6 +14,22 @@ test('the server renders the dashboard and the release wasm hydrates it without 
   await server.open(page);
   await expect(page.locator('header .brand')).toHaveText(/taskwire/);
   await expect(page.getByTestId('connection')).toHaveText('Live');
+  expect(errors).toEqual([]);
+});
+
+test('a task page loaded afresh (as a notification opens it) always comes alive', async ({ page }) => {
+  const errors = watchErrors(page);
+  const asks = `python3 ${path.resolve(__dirname, '../fixtures/asks.py')} numbered`;
+  const tasks = [await server.create('cat', 'first'), await server.create(asks, 'second')];
+  await server.open(page);
+  // One task's page loaded from another's, again and again: the lazily loaded page once
+  // lost the race with the first fetch of the tasks about every other time, and died.
+  for (let i = 0; i < 20; i++) {
+    const task = tasks[i % 2];
+    await page.goto(`${server.url}/tasks/${task.id}`);
+    await expect(page.locator('.detail-head')).toContainText(task.name);
+    await expect(page.getByTestId('terminal')).toBeVisible();
+  }
   expect(errors).toEqual([]);
 });
 

@@ -161,3 +161,25 @@ test('with the server stopped, the installed app opens and says it is offline, t
   await expect(row(page, task.id)).toBeVisible({ timeout: 15_000 });
   await expect(page.getByTestId('connection')).toHaveText('Live');
 });
+
+test('a push is not shown while a taskwire window is in view, as the page\'s own are not', async ({ browser }) => {
+  const context = await browser.newContext({ permissions: ['notifications'] });
+  const page = await context.newPage();
+  const worker = await installed(context, page);
+  const failed = async (name: string) => {
+    const task = await server.create('exit 3', name);
+    await expect.poll(async () => (await server.api('GET', `/api/tasks/${task.id}`)).json.status).toBe('failed');
+    return (await server.api('GET', `/api/tasks/${task.id}`)).json;
+  };
+  const seen = await failed('seen on the page');
+  await deliverPush(page, { event: 'task.status', task: seen, url: '', event_id: 'e2e-in-view' });
+  await page.goto('about:blank');
+  const away = await failed('while away');
+  await deliverPush(page, { event: 'task.status', task: away, url: '', event_id: 'e2e-away' });
+  // Pushes are handled in order: by the time the second shows, the first was passed over.
+  await expect.poll(async () => (await notifications(worker)).map((n) => n.title)).toEqual(['while away']);
+  const [shown] = await notifications(worker);
+  expect(shown.body).toBe('failed (exit 3)');
+  expect(shown.actions.map((a) => a.title)).toEqual(['Open']);
+  await context.close();
+});

@@ -221,9 +221,6 @@ test('through nginx over TLS the dashboard is a secure context and live: events,
 
   // Keys typed in the page's terminal (a WebSocket through the proxy) reach the program,
   // and what it prints comes back. The task page is opened from its row, as a person does.
-  // (Loaded afresh, /tasks/<id> sometimes fails to hydrate today, proxy or not: when the
-  // first list fetch lands before the lazy route hydrates, the page draws the task where
-  // the server drew "Loading…", and the app panics. That is the app's to fix.)
   const echo = await server.create('while read -r line; do echo "program got [$line]"; done', 'echo');
   await row(page, echo.id).getByRole('link').click();
   await expect(page).toHaveURL(`${origin()}/tasks/${echo.id}`);

@@ -19,11 +19,18 @@ pub fn TaskPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").unwrap_or_default();
     let task = Memo::new(move |_| live.task(&id()));
+    // The server draws "Loading…" (its store is empty). This page is loaded lazily, so the
+    // first fetch of the tasks can land before it hydrates: drawing the task then, where
+    // the server drew the fallback, broke hydration (a panic, and a dead page, in about
+    // half the fresh loads). So the page draws as the server did until it is in place.
+    let hydrated = RwSignal::new(false);
+    Effect::new(move |_| hydrated.set(true));
+    let loaded = move || hydrated.get() && live.loaded.get();
     view! {
         <Show
-            when=move || task.get().is_some()
+            when=move || hydrated.get() && task.get().is_some()
             fallback=move || view! {
-                <p class="empty">{move || if live.loaded.get() { "No such task (it may have been deleted)." } else { "Loading…" }}</p>
+                <p class="empty">{move || if loaded() { "No such task (it may have been deleted)." } else { "Loading…" }}</p>
             }
         >
             // Rebuilt when the route names another task, never for a change of this one.

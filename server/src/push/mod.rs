@@ -26,7 +26,10 @@ pub struct Push {
 
 impl Push {
     /// The keys (made the first time) and subscriptions kept in `data_dir`.
-    pub fn open(data_dir: &Path, contact: String) -> Result<Push, crate::StartError> {
+    pub fn open(
+        data_dir: &Path,
+        contact: String,
+    ) -> Result<Push, Box<dyn std::error::Error + Send + Sync>> {
         Ok(Push {
             keys: Keys::load_or_create(data_dir)?,
             subscriptions: Subscriptions::open(&data_dir.join("taskwire.db"))?,
