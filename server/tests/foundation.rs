@@ -83,6 +83,17 @@ async fn login_sets_a_strict_http_only_cookie_that_authenticates() {
     for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(cookie.contains(attr), "{attr} missing from {cookie}");
     }
+    // Over plain HTTP (127.0.0.1) a Secure cookie would not be kept; through a TLS proxy
+    // it must be Secure, so no plain-HTTP request ever carries it.
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    let proxied = client
+        .get(server.url(&format!("/login?token={}", common::TOKEN)))
+        .header("X-Forwarded-Proto", "https")
+        .send()
+        .await
+        .unwrap();
+    let secure = proxied.headers()["set-cookie"].to_str().unwrap();
+    assert!(secure.ends_with("; Secure"), "{secure}");
     let session = cookie.split(';').next().unwrap().to_string();
 
     let list = client

@@ -135,18 +135,37 @@ pub struct LoginForm {
 }
 
 /// `GET /login?token=…`, the link printed at start.
-pub async fn login_link(State(auth): State<Auth>, Query(form): Query<LoginForm>) -> Response {
-    sign_in(auth, form.token).await
+pub async fn login_link(
+    State(auth): State<Auth>,
+    headers: HeaderMap,
+    Query(form): Query<LoginForm>,
+) -> Response {
+    sign_in(auth, form.token, over_https(&headers)).await
 }
 
 /// `POST /login` with `token=…`: the sign-in form (a POST, so the token stays out of the
 /// browser's history).
-pub async fn login_form(State(auth): State<Auth>, Form(form): Form<LoginForm>) -> Response {
-    sign_in(auth, form.token).await
+pub async fn login_form(
+    State(auth): State<Auth>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    sign_in(auth, form.token, over_https(&headers)).await
 }
 
-/// Checks the token, starts a session and goes to the dashboard.
-async fn sign_in(auth: Auth, token: Option<String>) -> Response {
+/// Whether the browser reached the dashboard over HTTPS: through a TLS proxy, which says so
+/// (`X-Forwarded-Proto`, as deploy/nginx/taskwire.conf sets it). A client that claims it
+/// falsely only gets a cookie its own plain-HTTP requests will not carry.
+fn over_https(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+}
+
+/// Checks the token, starts a session and goes to the dashboard. A session begun over
+/// HTTPS gets a `Secure` cookie, which the browser never sends over plain HTTP.
+async fn sign_in(auth: Auth, token: Option<String>, secure: bool) -> Response {
     if !token.is_some_and(|t| auth.is_master_token(t.trim())) {
         return error_response(StatusCode::UNAUTHORIZED, "wrong or missing token");
     }
@@ -158,8 +177,9 @@ async fn sign_in(auth: Auth, token: Option<String>) -> Response {
     {
         Ok(id) => {
             let cookie = format!(
-                "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
-                sessions::LIFETIME.as_secs()
+                "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
+                sessions::LIFETIME.as_secs(),
+                if secure { "; Secure" } else { "" }
             );
             ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
         }
