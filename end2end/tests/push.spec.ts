@@ -87,6 +87,20 @@ test('the app is installable: its manifest parses without errors, with icons of 
     sizes.push(icon.sizes);
   }
   expect(sizes).toEqual(expect.arrayContaining(['192x192', '512x512']));
+
+  // The worker names the site's version, so a new build's worker replaces it; the browser
+  // asks for it anew on every visit.
+  const script = await fetch(`${server.url}/sw.js`);
+  expect(script.headers.get('content-type')).toContain('javascript');
+  expect(script.headers.get('cache-control')).toBe('no-cache');
+  expect(await script.text()).toMatch(/^const VERSION = '[0-9a-f]{16}';\n/);
+});
+
+test('every page registers the service worker, the sign-in page too', async ({ page }) => {
+  await page.goto(server.url);
+  await expect(page.getByRole('button', { name: /sign in/i })).toBeVisible();
+  await expect.poll(() => page.evaluate(async () =>
+    (await navigator.serviceWorker.getRegistration())?.active?.scriptURL ?? '')).toBe(`${server.url}/sw.js`);
 });
 
 test('a push shows the question with its answers as actions, once; an action answers the prompt', async ({ browser }) => {
