@@ -435,7 +435,7 @@ pub fn app(state: AppState) -> Router {
             move || app::shell(options.clone())
         })
         .fallback(http::site::file_or_page)
-        .layer(DefaultBodyLimit::max(api::MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(http::body::MAX_BODY_BYTES))
         .layer(compression)
         .merge(streams)
         .layer(middleware::from_fn_with_state(

@@ -2,16 +2,13 @@
 //! on the blocking pool (tmux and SQLite calls block).
 
 use axum::{
-    extract::{
-        rejection::{JsonRejection, QueryRejection},
-        FromRef, FromRequest, Path, Query, Request, State,
-    },
+    extract::{rejection::QueryRejection, FromRef, FromRequest, Path, Query, Request, State},
     http::{HeaderMap, Method, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
     Json, Router,
 };
-use serde::{de::DeserializeOwned, Deserialize};
+use serde::Deserialize;
 use std::sync::Arc;
 
 use app::model::{is_valid_task_id, Output, Reply, ReportedState, StateReport};
@@ -20,6 +17,7 @@ use crate::tasks::{view::TaskView, NewCommand, TaskError, Tasks};
 
 use super::{
     auth::{self, Auth},
+    body::JsonBody,
     error::{error_response, ApiError},
 };
 
@@ -31,9 +29,6 @@ pub struct Api {
     pub view: Arc<dyn TaskView>,
     pub auth: Auth,
 }
-
-/// Largest request body accepted.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub fn router<S>() -> Router<S>
 where
@@ -59,35 +54,6 @@ where
 }
 
 type ApiResult<T> = Result<T, ApiError>;
-
-/// `Json`, but a bad body answers `{"error": …}` like everything else.
-pub struct JsonBody<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(JsonBody(value)),
-            Err(rejection) => {
-                let status = match &rejection {
-                    JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    JsonRejection::BytesRejection(_) => StatusCode::PAYLOAD_TOO_LARGE,
-                    // Valid JSON of the wrong shape: a missing field, a field of the wrong type.
-                    JsonRejection::JsonDataError(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                    _ => StatusCode::BAD_REQUEST,
-                };
-                let message = match &rejection {
-                    JsonRejection::BytesRejection(_) => {
-                        format!("the body is over {} KiB", MAX_BODY_BYTES / 1024)
-                    }
-                    other => other.body_text(),
-                };
-                Err(ApiError(status, message))
-            }
-        }
-    }
-}
 
 /// A path id of the allowed shape, or `404` before anything looks it up.
 fn task_id(id: String) -> ApiResult<String> {

@@ -21,7 +21,7 @@ use axum::{
 };
 use futures::future::BoxFuture;
 
-use super::{api::MAX_BODY_BYTES, error::error_response};
+use super::{body::MAX_BODY_BYTES, error::error_response};
 use crate::tasks::view::TaskView;
 
 /// How requests reach other nodes (implemented by the fleet).

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod body;
 pub mod elsewhere;
 pub mod error;
 pub mod guard;

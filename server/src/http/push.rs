@@ -18,7 +18,7 @@ use crate::push::{
     Push,
 };
 
-use super::{api::JsonBody, error::ApiError};
+use super::{body::JsonBody, error::ApiError};
 
 pub fn router<S>() -> Router<S>
 where

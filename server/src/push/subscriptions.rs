@@ -2,12 +2,7 @@
 //! read from memory (every transition looks them all up). A subscription belongs to the node
 //! the browser signed in to; that node sees every node's transitions.
 
-use std::{
-    collections::HashMap,
-    path::Path,
-    sync::Mutex,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{collections::HashMap, path::Path, sync::Mutex, time::Duration};
 
 use app::model::TaskStatus;
 use base64ct::{Base64UrlUnpadded, Encoding};
@@ -81,9 +76,11 @@ impl Subscription {
                     match TaskStatus::parse(name).filter(|k| KINDS.contains(k)) {
                         Some(kind) if !kinds.contains(&kind) => kinds.push(kind),
                         Some(_) => {}
-                        None => return Err(format!(
+                        None => {
+                            return Err(format!(
                             "kinds may hold waiting-for-input, failed and completed, not {name:?}"
-                        )),
+                        ))
+                        }
                     }
                 }
                 kinds
@@ -171,7 +168,7 @@ impl Subscriptions {
         let kinds: Vec<&str> = subscription.kinds.iter().map(|k| k.as_str()).collect();
         conn.execute(
             "INSERT INTO push_subscriptions (endpoint, p256dh, auth, kinds, origin, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             VALUES (?1, ?2, ?3, ?4, ?5, CAST(strftime('%s', 'now') AS INTEGER))
              ON CONFLICT (endpoint) DO UPDATE SET p256dh = ?2, auth = ?3, kinds = ?4, origin = ?5",
             params![
                 subscription.endpoint,
@@ -179,7 +176,6 @@ impl Subscriptions {
                 Base64UrlUnpadded::encode_string(&subscription.auth),
                 kinds.join(","),
                 subscription.origin,
-                now(),
             ],
         )
         .map_err(Refused::Store)?;
@@ -214,10 +210,4 @@ impl Subscriptions {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }

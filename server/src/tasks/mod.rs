@@ -58,6 +58,13 @@ pub enum TaskError {
     Internal(String),
 }
 
+impl TaskError {
+    /// A task's log or screen could not be read.
+    pub(crate) fn reading(e: std::io::Error) -> TaskError {
+        TaskError::Internal(format!("reading output: {e}"))
+    }
+}
+
 impl From<rusqlite::Error> for TaskError {
     fn from(e: rusqlite::Error) -> Self {
         TaskError::Internal(format!("database: {e}"))

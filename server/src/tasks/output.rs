@@ -18,7 +18,7 @@ impl Tasks {
     pub fn output_tail(&self, id: &str, lines: usize) -> TaskResult<String> {
         self.get(id)?;
         let mut screen = Screen::of_log_end(&self.output_path(id), self.pane_size(id), lines)
-            .map_err(reading)?;
+            .map_err(TaskError::reading)?;
         Ok(screen.last_lines(lines))
     }
 
@@ -37,10 +37,10 @@ impl Tasks {
             let log = self.output_path(&id);
             let pane = self.pane_size(&id);
             let screen = &mut Watched::of(&mut watched, &id, pane).screen;
-            let size = screen.log_len(&log).map_err(reading)?;
+            let size = screen.log_len(&log).map_err(TaskError::reading)?;
             if size > 0 && sizes.get(&id) != Some(&size) {
                 screen.resize(pane);
-                screen.catch_up(size).map_err(reading)?;
+                screen.catch_up(size).map_err(TaskError::reading)?;
                 grown.push(TaskTail {
                     id: id.clone(),
                     text: screen.tail(lines),
@@ -61,10 +61,6 @@ impl Tasks {
             .copied()
             .unwrap_or(DEFAULT_SIZE)
     }
-}
-
-pub(super) fn reading(e: std::io::Error) -> TaskError {
-    TaskError::Internal(format!("reading output: {e}"))
 }
 
 /// Terminal output as plain text: escape sequences removed, CRLF as LF, lone CRs dropped.

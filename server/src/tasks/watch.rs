@@ -218,7 +218,7 @@ impl Tasks {
         let words = task.kind == TaskKind::Command;
         watched
             .refresh(&self.output_path(&task.id), size, words, look.now)
-            .map_err(super::output::reading)?;
+            .map_err(super::TaskError::reading)?;
         Ok(match task.status {
             TaskStatus::Running => {
                 watched.gone_since = None;
@@ -339,7 +339,7 @@ impl Tasks {
         let words = kind == TaskKind::Command;
         entry
             .refresh(&self.output_path(task_id), size, words, Instant::now())
-            .map_err(super::output::reading)?;
+            .map_err(super::TaskError::reading)?;
         if lock(&self.typed).contains(task_id) {
             return Ok(None);
         }
