@@ -147,7 +147,7 @@ async fn deliver(url: String, mut notices: mpsc::Receiver<Notice>, shutdown: Can
                 None => return,
             },
         };
-        let what = format!("the webhook, for task {}", notice.task.id);
+        let what = format!("webhook: task {}", notice.task.id);
         with_backoff(&what, TRIES, FIRST_PAUSE, &shutdown, || async {
             match client.post(&url).json(&notice).send().await {
                 Ok(answer) if answer.status().is_success() => Tried::Delivered,

@@ -103,7 +103,7 @@ impl Sender {
             }
         };
         // Never the endpoint in a log: it is the capability to push to that device.
-        let what = format!("push for task {}", transition.task.id);
+        let what = format!("push: task {}", transition.task.id);
         with_backoff(&what, TRIES, FIRST_PAUSE, &self.shutdown, || async {
             let Some(request) = request.try_clone() else {
                 return Tried::Refused("the request cannot be sent again".into());
