@@ -113,6 +113,101 @@ pub struct Task {
     #[serde(default)]
     #[patch(|this, new| *this = new)]
     pub prompt: Option<Prompt>,
+    /// The git worktree the task runs in, if it was started in a new one.
+    #[serde(default)]
+    #[patch(|this, new| *this = new)]
+    pub workspace: Option<Workspace>,
+    /// What the task changed in its git workdir against the commit it started from (null
+    /// when its workdir is not in a git repository).
+    #[serde(default)]
+    #[patch(|this, new| *this = new)]
+    pub changes: Option<Changes>,
+}
+
+/// A task's git worktree: made from `repo` at `base` (`base_commit`), on its own `branch`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workspace {
+    pub repo: String,
+    pub base: String,
+    pub base_commit: String,
+    pub branch: String,
+    pub path: String,
+}
+
+/// Counts of what changed: files, and lines added and removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changes {
+    pub files: u32,
+    pub insertions: u32,
+    pub deletions: u32,
+}
+
+/// `"workspace"` of `POST /api/tasks`: run the task in a new worktree of `repo`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewWorkspace {
+    pub repo: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// Untracked files of the repo to copy in (`.env`), relative to it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copy: Vec<String>,
+}
+
+/// `GET /api/tasks/{id}/diff`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Diff {
+    pub base_commit: String,
+    pub files: Vec<FileDiff>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileStatus {
+    Added,
+    Modified,
+    Deleted,
+    Renamed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDiff {
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_path: Option<String>,
+    pub status: FileStatus,
+    pub insertions: u32,
+    pub deletions: u32,
+    pub binary: bool,
+    /// Too large to show: its hunks are left out, and it says so.
+    #[serde(default)]
+    pub too_large: bool,
+    pub hunks: Vec<Hunk>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hunk {
+    pub header: String,
+    pub lines: Vec<DiffLine>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LineKind {
+    Context,
+    Add,
+    Del,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiffLine {
+    pub kind: LineKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new: Option<u32>,
+    pub text: String,
 }
 
 /// A prompt on a task's screen: a question and the choices that answer it (none for a

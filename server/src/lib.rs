@@ -11,6 +11,7 @@ pub mod push;
 pub mod sync;
 pub mod tasks;
 pub mod terminal;
+pub mod workspaces;
 
 use std::sync::Arc;
 
@@ -270,6 +271,10 @@ impl AppState {
     pub fn spawn_reconciler(&self) -> tokio::task::JoinHandle<()> {
         let waiting = tokio::spawn(waiting::run(self.tasks.clone(), self.shutdown.clone()));
         let screens = tokio::spawn(watch::run(self.tasks.clone(), self.shutdown.clone()));
+        let changes = tokio::spawn(tasks::workdirs::run(
+            self.tasks.clone(),
+            self.shutdown.clone(),
+        ));
         let reconciler = reconciler::run(
             self.reconciler.clone(),
             self.config.reconcile_every(),
@@ -279,6 +284,7 @@ impl AppState {
             reconciler.await;
             let _ = waiting.await;
             let _ = screens.await;
+            let _ = changes.await;
         })
     }
 }

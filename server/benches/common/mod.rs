@@ -50,6 +50,7 @@ pub fn with_tasks(
                     name: Some(format!("bench {n}")),
                     workdir: None,
                     prompt: None,
+                    workspace: None,
                 })
                 .unwrap()
                 .id

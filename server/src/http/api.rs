@@ -49,6 +49,10 @@ where
         .route("/tasks/{id}/kill", post(kill_task))
         .route("/tasks/{id}/seen", post(mark_seen))
         .route("/tasks/{id}/output", get(output_tail))
+        .route("/tasks/{id}/diff", get(diff))
+        .route("/tasks/{id}/commit", post(commit))
+        .route("/tasks/{id}/merge", post(merge))
+        .route("/tasks/{id}/discard", post(discard))
         .route("/nodes", get(list_nodes))
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "no such route") })
 }
@@ -114,6 +118,7 @@ struct CreateTask {
     workdir: Option<String>,
     prompt: Option<String>,
     node: Option<String>,
+    workspace: Option<app::model::NewWorkspace>,
 }
 
 /// A task is started here; one meant for another node was sent there before this
@@ -138,6 +143,7 @@ async fn create_task(
         name: body.name,
         workdir: body.workdir,
         prompt: body.prompt,
+        workspace: body.workspace,
     };
     let task = blocking(&state, move |tasks| tasks.create_command(new)).await?;
     Ok((StatusCode::CREATED, Json(task)))
@@ -223,6 +229,57 @@ async fn reply(
     Ok(Json(
         blocking(&state, move |tasks| tasks.reply(&id, &body)).await?,
     ))
+}
+
+/// The task's changes with their hunks (`404` for a workdir not in git).
+async fn diff(State(state): State<Api>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+    let id = task_id(id)?;
+    Ok(Json(blocking(&state, move |tasks| tasks.diff(&id)).await?))
+}
+
+#[derive(Deserialize, Default)]
+struct CommitBody {
+    message: Option<String>,
+}
+
+/// Commits the worktree's changes (the body, with its message, is optional).
+async fn commit(
+    State(state): State<Api>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let id = task_id(id)?;
+    let message = if body.is_empty() {
+        None
+    } else {
+        serde_json::from_slice::<CommitBody>(&body)
+            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("the body: {e}")))?
+            .message
+    };
+    Ok(Json(
+        blocking(&state, move |tasks| tasks.commit(&id, message.as_deref())).await?,
+    ))
+}
+
+/// Merges the task's branch; `409 {"error", "files"}` when it cannot, nothing changed.
+async fn merge(State(state): State<Api>, Path(id): Path<String>) -> ApiResult<Response> {
+    let id = task_id(id)?;
+    Ok(
+        match blocking(&state, move |tasks| tasks.merge(&id)).await? {
+            Ok(task) => Json(task).into_response(),
+            Err((error, files)) => (
+                StatusCode::CONFLICT,
+                Json(serde_json::json!({ "error": error, "files": files })),
+            )
+                .into_response(),
+        },
+    )
+}
+
+async fn discard(State(state): State<Api>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let id = task_id(id)?;
+    blocking(&state, move |tasks| tasks.discard(&id)).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn kill_task(

@@ -40,6 +40,7 @@ pub mod tails;
 pub mod view;
 pub mod waiting;
 pub mod watch;
+pub mod workdirs;
 
 pub const MAX_NAME_CHARS: usize = 100;
 /// The longest message a program may leave on its task.
@@ -78,6 +79,8 @@ pub struct NewCommand {
     pub name: Option<String>,
     pub workdir: Option<String>,
     pub prompt: Option<String>,
+    /// Run it in a new git worktree (instead of `workdir`).
+    pub workspace: Option<app::model::NewWorkspace>,
 }
 
 /// Every task of this node. Where one of its locks is taken while another is held, the
@@ -212,7 +215,15 @@ impl Tasks {
             Some(name) if !name.is_empty() => validate_name(&name)?,
             _ => default_name(&command),
         };
-        let workdir = resolve_workdir(new.workdir.as_deref())?;
+        let workdir = match new.workspace {
+            Some(_) if new.workdir.as_deref().is_some_and(|w| !w.trim().is_empty()) => {
+                return Err(TaskError::Unprocessable(
+                    "give `workdir` or `workspace`, not both".into(),
+                ))
+            }
+            Some(workspace) => workdirs::Workdir::NewWorktree(workspace),
+            None => workdirs::Workdir::Dir(resolve_workdir(new.workdir.as_deref())?),
+        };
         let task = self.start(TaskKind::Command, name, command, workdir)?;
         if let (Some(prompt), true) = (new.prompt.filter(|p| !p.is_empty()), task.status.is_live())
         {
@@ -227,7 +238,7 @@ impl Tasks {
             TaskKind::Terminal,
             "terminal".into(),
             format!("exec {} -l", user_shell()),
-            workdir,
+            workdirs::Workdir::Dir(workdir),
         )
     }
 
@@ -239,9 +250,17 @@ impl Tasks {
         kind: TaskKind,
         name: String,
         command: String,
-        workdir: PathBuf,
+        workdir: workdirs::Workdir,
     ) -> TaskResult<Task> {
         let id = self.new_task_dir()?;
+        let started = match self.start_workdir(&id, &name, workdir) {
+            Ok(started) => started,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(self.task_dir(&id));
+                return Err(e);
+            }
+        };
+        let workdir = started.dir;
         let now = now_text();
         let mut task = Task {
             id: id.clone(),
@@ -260,6 +279,8 @@ impl Tasks {
             waiting_reason: None,
             node: self.node.clone(),
             prompt: None,
+            workspace: started.workspace,
+            changes: started.changes,
         };
         let token = new_secret();
         let env = [
@@ -269,7 +290,9 @@ impl Tasks {
         ];
         // Until its session exists, the reconciler must not take the task for vanished.
         lock(&self.in_flight).insert(id.clone());
-        let inserted = self.store().insert(&task, &token);
+        let inserted = self
+            .store()
+            .insert(&task, &token, started.git_base.as_deref());
         if let Err(e) = inserted {
             lock(&self.in_flight).remove(&id);
             let _ = std::fs::remove_dir_all(self.task_dir(&id));

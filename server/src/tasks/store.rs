@@ -6,7 +6,7 @@ use std::{
     path::Path,
 };
 
-use app::model::{Prompt, Task, TaskKind, TaskStatus, WaitingReason};
+use app::model::{Changes, Prompt, Task, TaskKind, TaskStatus, WaitingReason};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 pub struct Store {
@@ -34,7 +34,8 @@ pub struct Outcome {
 }
 
 const COLUMNS: &str = "id, name, kind, command, workdir, status, exit_code, created_at, \
-                       finished_at, last_activity_at, error, message, seen, waiting_reason, node, prompt";
+                       finished_at, last_activity_at, error, message, seen, waiting_reason, node, prompt, \
+                       workspace, changes";
 
 impl Store {
     pub fn open(path: &Path) -> rusqlite::Result<Store> {
@@ -82,6 +83,11 @@ impl Store {
             ("node", "TEXT NOT NULL DEFAULT ''"),
             // The prompt on its screen while it waits, as JSON.
             ("prompt", "TEXT"),
+            // The task's git worktree, and what it changed (JSON); the commit its changes
+            // are counted against (a worktree's base, or its git workdir's HEAD at start).
+            ("workspace", "TEXT"),
+            ("changes", "TEXT"),
+            ("git_base", "TEXT"),
         ] {
             let present: bool = conn.query_row(
                 "SELECT COUNT(*) FROM pragma_table_info('tasks') WHERE name = ?1",
@@ -105,11 +111,11 @@ impl Store {
     }
 
     /// Records a new task, with the token its program may report its state with.
-    pub fn insert(&self, task: &Task, token: &str) -> rusqlite::Result<()> {
+    pub fn insert(&self, task: &Task, token: &str, git_base: Option<&str>) -> rusqlite::Result<()> {
         self.conn.execute(
             &format!(
-                "INSERT INTO tasks ({COLUMNS}, token) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+                "INSERT INTO tasks ({COLUMNS}, token, git_base) VALUES (?1, ?2, ?3, ?4, ?5, ?6, \
+                 ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
             ),
             params![
                 task.id,
@@ -128,7 +134,10 @@ impl Store {
                 task.waiting_reason.map(WaitingReason::as_str),
                 task.node,
                 prompt_json(task.prompt.as_ref()),
+                json(task.workspace.as_ref()),
+                json(task.changes.as_ref()),
                 token,
+                git_base,
             ],
         )?;
         Ok(())
@@ -344,6 +353,49 @@ impl Store {
         Ok(())
     }
 
+    /// The task's changes are now `changes` (`None` if they were so already).
+    pub fn set_changes(&self, id: &str, changes: &Changes) -> rusqlite::Result<Option<Task>> {
+        let text = json(Some(changes));
+        let changed = self.conn.execute(
+            "UPDATE tasks SET changes = ?2 WHERE id = ?1 AND changes IS NOT ?2",
+            params![id, text],
+        )?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        self.get(id)
+    }
+
+    /// The worktree is gone: the task has no workspace and no changes any more.
+    pub fn forget_workspace(&self, id: &str) -> rusqlite::Result<Option<Task>> {
+        self.conn.execute(
+            "UPDATE tasks SET workspace = NULL, changes = NULL, git_base = NULL WHERE id = ?1",
+            [id],
+        )?;
+        self.get(id)
+    }
+
+    /// The commit a task's changes are counted against, if its workdir is in git.
+    pub fn git_base(&self, id: &str) -> rusqlite::Result<Option<String>> {
+        self.conn
+            .prepare_cached("SELECT git_base FROM tasks WHERE id = ?1")?
+            .query_row([id], |row| row.get(0))
+            .optional()
+            .map(Option::flatten)
+    }
+
+    /// Live tasks in a git workdir: id, workdir, and the commit counted against.
+    pub fn live_in_git(&self) -> rusqlite::Result<Vec<(String, String, String)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, workdir, git_base FROM tasks WHERE git_base IS NOT NULL
+                 AND status IN ('running', 'waiting-for-input')",
+        )?;
+        let rows = stmt
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+            .collect();
+        rows
+    }
+
     pub fn delete(&self, id: &str) -> rusqlite::Result<bool> {
         Ok(self.conn.execute("DELETE FROM tasks WHERE id = ?1", [id])? > 0)
     }
@@ -369,7 +421,17 @@ fn task_from_row(row: &Row) -> rusqlite::Result<Task> {
         waiting_reason: reason_from(row.get(13)?),
         node: row.get(14)?,
         prompt: prompt_from(row.get(15)?),
+        workspace: from_json(row.get(16)?),
+        changes: from_json(row.get(17)?),
     })
+}
+
+fn json<T: serde::Serialize>(value: Option<&T>) -> Option<String> {
+    value.and_then(|v| serde_json::to_string(v).ok())
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: Option<String>) -> Option<T> {
+    serde_json::from_str(&text?).ok()
 }
 
 fn prompt_json(prompt: Option<&Prompt>) -> Option<String> {
