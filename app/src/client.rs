@@ -5,7 +5,7 @@ use gloo_net::http::{Request, RequestBuilder, Response};
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::json;
 
-use crate::model::{Reply, Task, TaskList};
+use crate::model::{Diff, Reply, Task, TaskList};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApiError {
@@ -82,12 +82,14 @@ fn body(mut body: serde_json::Value, fields: &[(&str, &str)]) -> serde_json::Val
     body
 }
 
+/// A new task; with `workspace`, in a new worktree of that repository.
 pub async fn create_task(
     name: &str,
     command: &str,
     workdir: &str,
     prompt: &str,
     node: &str,
+    workspace: Option<crate::model::NewWorkspace>,
 ) -> ApiResult<Task> {
     let fields = [
         ("name", name),
@@ -95,11 +97,11 @@ pub async fn create_task(
         ("prompt", prompt),
         ("node", node),
     ];
-    send_json(
-        Request::post("/api/tasks"),
-        &body(json!({ "command": command }), &fields),
-    )
-    .await
+    let mut request = body(json!({ "command": command }), &fields);
+    if let Some(workspace) = workspace {
+        request["workspace"] = json!(workspace);
+    }
+    send_json(Request::post("/api/tasks"), &request).await
 }
 
 pub async fn create_terminal(workdir: &str, node: &str) -> ApiResult<Task> {
@@ -159,10 +161,60 @@ pub fn mark_seen_soon(id: String) {
 }
 
 pub async fn delete(id: &str) -> ApiResult<()> {
-    let request = change(Request::delete(&format!("/api/tasks/{id}")));
+    no_content(change(Request::delete(&format!("/api/tasks/{id}")))).await
+}
+
+/// A change answered `204` when it worked.
+async fn no_content(request: RequestBuilder) -> ApiResult<()> {
     let response = request.send().await.map_err(network)?;
     if response.ok() {
         return Ok(());
     }
     answer::<serde_json::Value>(response).await.map(|_| ())
+}
+
+/// `GET /api/tasks/{id}/diff`: what the task changed, with the hunks.
+pub async fn diff(id: &str) -> ApiResult<Diff> {
+    answer(
+        Request::get(&format!("/api/tasks/{id}/diff"))
+            .send()
+            .await
+            .map_err(network)?,
+    )
+    .await
+}
+
+/// Commits the worktree's changes (`message` empty: the task's name).
+pub async fn commit(id: &str, message: &str) -> ApiResult<Task> {
+    let body = body(json!({}), &[("message", message)]);
+    send_json(Request::post(&format!("/api/tasks/{id}/commit")), &body).await
+}
+
+/// Merges the task's branch into its base; a refusal names the files concerned.
+pub async fn merge(id: &str) -> ApiResult<Task> {
+    let request = change(Request::post(&format!("/api/tasks/{id}/merge")));
+    let response = request.send().await.map_err(network)?;
+    if response.status() != 409 {
+        return answer(response).await;
+    }
+    let body: serde_json::Value = response.json().await.map_err(network)?;
+    let files: Vec<&str> = body["files"]
+        .as_array()
+        .map(|f| f.iter().filter_map(|f| f.as_str()).collect())
+        .unwrap_or_default();
+    let error = body["error"].as_str().unwrap_or("the merge was refused");
+    let message = if files.is_empty() {
+        error.to_string()
+    } else {
+        format!("{error} ({})", files.join(", "))
+    };
+    Err(ApiError {
+        status: 409,
+        message,
+    })
+}
+
+/// Removes the worktree and its branch.
+pub async fn discard(id: &str) -> ApiResult<()> {
+    no_content(change(Request::post(&format!("/api/tasks/{id}/discard")))).await
 }

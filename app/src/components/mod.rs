@@ -2,6 +2,7 @@
 
 mod badge;
 mod bell;
+mod changes;
 mod nodes;
 mod pill;
 mod prompt;
@@ -9,6 +10,7 @@ mod terminal;
 
 pub use badge::ConnectionBadge;
 pub use bell::Bell;
+pub use changes::Changes;
 pub use nodes::{node_select, node_strip};
 pub use pill::StatusPill;
 pub use prompt::PromptButtons;

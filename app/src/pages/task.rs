@@ -7,7 +7,7 @@ use leptos_router::hooks::{use_navigate, use_params_map};
 
 use crate::{
     client,
-    components::{PromptButtons, StatusPill, Terminal},
+    components::{Changes, PromptButtons, StatusPill, Terminal},
     format::{status_label, waiting_why},
     live::use_live,
     model::{Task, TaskStatus},
@@ -145,6 +145,8 @@ fn TaskDetail(id: String, task: Memo<Option<Task>>) -> impl IntoView {
                 </form>
             </Show>
 
+            <Changes id=id.clone() task/>
+
             <details class="about">
                 <summary>
                     <span class="about-label">"Details"</span>
@@ -153,6 +155,9 @@ fn TaskDetail(id: String, task: Memo<Option<Task>>) -> impl IntoView {
                 <dl class="facts">
                     <dt>"Command"</dt><dd><code>{get(|t| t.command.clone())}</code></dd>
                     <dt>"Directory"</dt><dd><code>{get(|t| t.workdir.clone())}</code></dd>
+                    {move || task.get().and_then(|t| t.workspace).map(|w| view! {
+                        <dt>"Worktree of"</dt><dd><code>{w.repo}</code> " at " <code>{w.base}</code></dd>
+                    })}
                     <dt>"Node"</dt>
                     // Its tasks keep their last status while it is away: CSS says so.
                     <dd class:offline=move || task.with(|t| t.as_ref().is_some_and(|t| live.node_online(&t.node) == Some(false)))>

@@ -136,9 +136,7 @@ impl Tasks {
     }
 
     fn git_base_of(&self, task: &Task) -> TaskResult<String> {
-        self.store()
-            .git_base(&task.id)?
-            .ok_or(TaskError::NotFound)
+        self.store().git_base(&task.id)?.ok_or(TaskError::NotFound)
     }
 
     /// Counts the task's changes again, and publishes them if they moved.
