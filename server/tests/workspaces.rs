@@ -303,6 +303,15 @@ async fn commit_and_merge_land_on_the_base_a_conflict_changes_nothing_and_discar
         .wait_for_status(&second.id, TaskStatus::Killed, SOON)
         .await;
     assert!(path.exists(), "a worktree stays after its task ends");
+    // Nor does forgetting the task leave its worktree behind unnamed.
+    let (status, body) = server
+        .call(Method::DELETE, &format!("/api/tasks/{}", second.id), None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("merge or discard"),
+        "{body}"
+    );
     let (status, body) = server
         .call(
             Method::POST,
@@ -317,6 +326,14 @@ async fn commit_and_merge_land_on_the_base_a_conflict_changes_nothing_and_discar
     assert!(!git(&repo, &["worktree", "list"]).contains(&path.to_string_lossy().to_string()));
     let gone = server.task(&second.id).await;
     assert!(gone.workspace.is_none() && gone.changes.is_none());
+    let (status, _) = server
+        .call(Method::DELETE, &format!("/api/tasks/{}", second.id), None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NO_CONTENT,
+        "deleted once its worktree is gone"
+    );
     server.stop().await;
 }
 
@@ -413,4 +430,52 @@ async fn a_task_in_a_plain_checkout_shows_its_changes_against_the_commit_it_star
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     server.stop().await;
+}
+
+#[tokio::test]
+async fn in_a_fleet_a_worktree_task_is_made_diffed_and_committed_through_either_node() {
+    let nats = common::Nats::start().await;
+    let (fixture_a, fixture_b) = (Fixture::new(), Fixture::new());
+    let a = fixture_a.serve_node(&nats, "node-a").await;
+    let b = fixture_b.serve_node(&nats, "node-b").await;
+    a.wait_for_node("node-b", true).await;
+    let repo = repo(fixture_b.dir.path());
+    let command = "echo new > new.txt; sleep 600";
+    let (status, body) = a
+        .call(
+            Method::POST,
+            "/api/tasks",
+            Some(json!({"command": command, "node": "node-b", "workspace": {"repo": repo}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let task: Task = serde_json::from_value(body).unwrap();
+    assert_eq!(task.node, "node-b");
+    // Through node a: the diff, and a commit, of node b's worktree.
+    let deadline = Instant::now() + SOON;
+    loop {
+        let (status, body) = a
+            .call(Method::GET, &format!("/api/tasks/{}/diff", task.id), None)
+            .await;
+        if status == StatusCode::OK && body["files"][0]["path"] == "new.txt" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no diff through node a: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, body) = a
+        .call(
+            Method::POST,
+            &format!("/api/tasks/{}/commit", task.id),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let branch = task.workspace.unwrap().branch;
+    assert_eq!(git(&repo, &["log", "--format=%s", "-1", &branch]), command);
+    a.stop().await;
+    b.stop().await;
 }

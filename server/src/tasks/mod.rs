@@ -590,6 +590,14 @@ impl Tasks {
                 "task is still live; kill it first".into(),
             ));
         }
+        // Its worktree may hold work nobody merged: forgetting the task would leave it
+        // behind, nameless, and removing it could lose that work. The person decides.
+        if let Some(workspace) = &task.workspace {
+            return Err(TaskError::Conflict(format!(
+                "its worktree ({}, branch {}) is still there: merge or discard it first",
+                workspace.path, workspace.branch
+            )));
+        }
         store.delete(id)?;
         self.broker.publish(
             event::TASK_DELETED,
