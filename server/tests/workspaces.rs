@@ -479,3 +479,30 @@ async fn in_a_fleet_a_worktree_task_is_made_diffed_and_committed_through_either_
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn files_in_a_folder_the_agent_makes_are_followed_too() {
+    let fixture = Fixture::new();
+    let server = fixture.serve().await;
+    let repo = repo(fixture.dir.path());
+    let go = fixture.dir.path().join("go");
+    std::fs::write(&go, "").unwrap();
+    // A folder made, a file in it, then a line more in that file: only a watch on the new
+    // folder sees the last write.
+    let task = agent(
+        &server,
+        &repo,
+        &go,
+        "mkdir docs; sleep 1; echo one > docs/a.md; sleep 1; echo two >> docs/a.md",
+    )
+    .await;
+    let task = server
+        .wait_for(
+            &task.id,
+            |t| t.changes.is_some_and(|c| c.insertions == 2),
+            SOON,
+        )
+        .await;
+    assert_eq!(task.changes.unwrap().files, 1);
+    server.stop().await;
+}

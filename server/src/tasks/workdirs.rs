@@ -1,7 +1,8 @@
 //! Tasks in git: the workdir a task starts in (a new worktree, or a directory that is in a
 //! repository), its `changes` kept current while it runs, and the actions on its worktree
-//! (diff, commit, merge, discard). Files are watched (inotify), so a task whose files do
-//! not change costs nothing; one whose files change is recounted at most twice a second.
+//! (diff, commit, merge, discard). The folders git tracks are watched (inotify), so a task
+//! whose files do not change costs nothing, and one whose files change is recounted at
+//! most twice a second.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -165,12 +166,11 @@ impl Tasks {
         }
         for (id, workdir, _) in &live {
             if !watch.watchers.contains_key(id) {
-                if let Some(watcher) = watch_files(id, Path::new(workdir), &watch.dirty) {
-                    watch.watchers.insert(id.clone(), watcher);
-                }
+                watch.watch(id, Path::new(workdir));
                 lock(&watch.dirty).insert(id.clone());
             }
         }
+        watch.watch_made();
         let dirty: Vec<String> = lock(&watch.dirty).drain().collect();
         let mut changed = 0;
         for id in dirty {
@@ -194,33 +194,115 @@ fn worktree_of(task: &Task) -> TaskResult<&Workspace> {
         .ok_or_else(|| TaskError::Conflict("the task has no worktree of its own".into()))
 }
 
-/// What the pass keeps: a watcher per live task in git, and the tasks whose files changed.
+/// What the pass keeps: a watcher per live task in git, the tasks whose files changed,
+/// and the folders made since the last pass (watched once git is asked whether it
+/// ignores them).
 #[derive(Default)]
 pub struct WorkdirWatch {
-    watchers: HashMap<String, notify::RecommendedWatcher>,
+    watchers: HashMap<String, Watching>,
     dirty: Arc<Mutex<HashSet<String>>>,
+    made: Arc<Mutex<Vec<(String, PathBuf)>>>,
 }
 
-/// Marks task `id` dirty whenever a file under `dir` changes (git's own files aside).
-fn watch_files(
-    id: &str,
-    dir: &Path,
-    dirty: &Arc<Mutex<HashSet<String>>>,
-) -> Option<notify::RecommendedWatcher> {
-    let (id, dirty) = (id.to_string(), dirty.clone());
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let Ok(event) = event else { return };
-        let ours = event
-            .paths
-            .iter()
-            .any(|p| !p.components().any(|c| c.as_os_str() == ".git"));
-        if ours && !event.kind.is_access() {
-            lock(&dirty).insert(id.clone());
+struct Watching {
+    watcher: notify::RecommendedWatcher,
+    root: PathBuf,
+}
+
+/// At most this many folders are watched per task (inotify's watches are a budget of the
+/// whole machine's).
+const MAX_FOLDERS: usize = 20_000;
+
+impl WorkdirWatch {
+    /// Watches the folders of `dir` that git does not ignore, each on its own (not
+    /// recursively: an ignored `target/` or `node_modules/` of a million files is never
+    /// walked), marking task `id` dirty whenever a file in one changes, and noting
+    /// folders made there.
+    fn watch(&mut self, id: &str, dir: &Path) {
+        let (task, dirty, made) = (id.to_string(), self.dirty.clone(), self.made.clone());
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            let Ok(event) = event else { return };
+            if event.kind.is_access() {
+                return;
+            }
+            let ours: Vec<&PathBuf> = event
+                .paths
+                .iter()
+                .filter(|p| !p.components().any(|c| c.as_os_str() == ".git"))
+                .collect();
+            if ours.is_empty() {
+                return;
+            }
+            lock(&dirty).insert(task.clone());
+            if event.kind.is_create() {
+                let folders = ours.into_iter().filter(|p| p.is_dir()).cloned();
+                lock(&made).extend(folders.map(|p| (task.clone(), p)));
+            }
+        });
+        let Ok(mut watcher) = watcher else { return };
+        for folder in folders_to_watch(dir).into_iter().take(MAX_FOLDERS) {
+            let _ = watcher.watch(&folder, RecursiveMode::NonRecursive);
         }
-    })
-    .ok()?;
-    watcher.watch(dir, RecursiveMode::Recursive).ok()?;
-    Some(watcher)
+        let root = dir.to_path_buf();
+        self.watchers
+            .insert(id.to_string(), Watching { watcher, root });
+    }
+
+    /// Watches the folders made since the last pass that git does not ignore.
+    fn watch_made(&mut self) {
+        let made: Vec<(String, PathBuf)> = lock(&self.made).drain(..).collect();
+        for (id, folder) in made {
+            let Some(watching) = self.watchers.get_mut(&id) else {
+                continue;
+            };
+            let ignored = workspaces::git::run(
+                &watching.root,
+                &["check-ignore", "--quiet", "--", &folder.to_string_lossy()],
+            )
+            .is_ok();
+            if !ignored {
+                let _ = watching.watcher.watch(&folder, RecursiveMode::NonRecursive);
+            }
+        }
+    }
+}
+
+/// `dir` and every folder in it that git does not ignore: those holding files it tracks,
+/// and untracked ones (empty folders too, as `--directory` lists them, with a `/`).
+fn folders_to_watch(dir: &Path) -> Vec<PathBuf> {
+    let list = |args: &[&str]| workspaces::git::run(dir, args).unwrap_or_default();
+    let files = list(&[
+        "ls-files",
+        "-z",
+        "--cached",
+        "--others",
+        "--exclude-standard",
+    ]);
+    let untracked = list(&[
+        "ls-files",
+        "-z",
+        "--others",
+        "--exclude-standard",
+        "--directory",
+    ]);
+    let mut folders: HashSet<PathBuf> = HashSet::from([dir.to_path_buf()]);
+    let entries = files.split('\0').chain(untracked.split('\0'));
+    for entry in entries.filter(|f| !f.is_empty()) {
+        // `docs/` names the folder itself; `docs/a.md` its file.
+        let path = Path::new(entry);
+        let mut folder = if entry.ends_with('/') {
+            Some(path)
+        } else {
+            path.parent()
+        };
+        while let Some(f) = folder.filter(|f| !f.as_os_str().is_empty()) {
+            if !folders.insert(dir.join(f)) {
+                break;
+            }
+            folder = f.parent();
+        }
+    }
+    folders.into_iter().collect()
 }
 
 /// Keeps the changes of live tasks in git current, until `shutdown`.
