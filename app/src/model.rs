@@ -125,7 +125,8 @@ pub struct Task {
 }
 
 /// A task's git worktree: made from `repo` at `base` (`base_commit`), on its own `branch`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(not(feature = "hydrate"), derive(Deserialize))]
 pub struct Workspace {
     pub repo: String,
     pub base: String,
@@ -135,11 +136,43 @@ pub struct Workspace {
 }
 
 /// Counts of what changed: files, and lines added and removed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(not(feature = "hydrate"), derive(Deserialize))]
 pub struct Changes {
     pub files: u32,
     pub insertions: u32,
     pub deletions: u32,
+}
+
+// In the browser, every task carries these two, and each derived decoder costs the list's
+// first load about a kilobyte of wasm: there they are read from a JSON value, whose decoder
+// the app has already.
+#[cfg(feature = "hydrate")]
+impl<'de> Deserialize<'de> for Workspace {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        let text = |key: &str| v[key].as_str().unwrap_or_default().to_string();
+        Ok(Workspace {
+            repo: text("repo"),
+            base: text("base"),
+            base_commit: text("base_commit"),
+            branch: text("branch"),
+            path: text("path"),
+        })
+    }
+}
+
+#[cfg(feature = "hydrate")]
+impl<'de> Deserialize<'de> for Changes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        let count = |key: &str| v[key].as_u64().unwrap_or(0) as u32;
+        Ok(Changes {
+            files: count("files"),
+            insertions: count("insertions"),
+            deletions: count("deletions"),
+        })
+    }
 }
 
 /// `"workspace"` of `POST /api/tasks`: run the task in a new worktree of `repo`.

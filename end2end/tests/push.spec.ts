@@ -38,6 +38,13 @@ async function deliverPush(page: Page, notice: unknown): Promise<void> {
   });
 }
 
+/** Leaves the dashboard, until the worker no longer counts the page as a window in view. */
+async function leave(page: Page, worker: Worker): Promise<void> {
+  await page.goto('about:blank');
+  await expect.poll(() => worker.evaluate(async () =>
+    (await (self as any).clients.matchAll({ type: 'window', includeUncontrolled: true })).length)).toBe(0);
+}
+
 interface Shown { title: string; body: string; tag: string; actions: { action: string; title: string }[]; data: any }
 
 const notifications = (worker: Worker): Promise<Shown[]> => worker.evaluate(async () => {
@@ -110,7 +117,7 @@ test('a push shows the question with its answers as actions, once; an action ans
   const task = await asking('numbered');
   const [first, second] = task.prompt.choices;
   // Away from the dashboard: no taskwire window in view.
-  await page.goto('about:blank');
+  await leave(page, worker);
   const notice = { event: 'task.status', task, url: `${server.url}/tasks/${task.id}`, event_id: 'e2e-1' };
   await deliverPush(page, notice);
   await expect.poll(async () => (await notifications(worker)).length).toBe(1);
@@ -143,7 +150,7 @@ test('an action for a prompt that has moved on is refused, types nothing, and sa
   const page = await context.newPage();
   const worker = await installed(context, page);
   const task = await asking('numbered');
-  await page.goto('about:blank');
+  await leave(page, worker);
   // A push of an earlier asking: its prompt is not the one on the screen now.
   const stale = { ...task, prompt: { ...task.prompt, id: `${task.prompt.id}-earlier` } };
   await deliverPush(page, { event: 'task.status', task: stale, url: '', event_id: 'e2e-stale' });
@@ -187,7 +194,7 @@ test('a push is not shown while a taskwire window is in view, as the page\'s own
   };
   const seen = await failed('seen on the page');
   await deliverPush(page, { event: 'task.status', task: seen, url: '', event_id: 'e2e-in-view' });
-  await page.goto('about:blank');
+  await leave(page, worker);
   const away = await failed('while away');
   await deliverPush(page, { event: 'task.status', task: away, url: '', event_id: 'e2e-away' });
   // Pushes are handled in order: by the time the second shows, the first was passed over.

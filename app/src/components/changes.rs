@@ -62,6 +62,21 @@ fn review_message(comments: &[Comment]) -> String {
     format!("Review comments: {}", parts.join(" ; "))
 }
 
+/// What a file's diff shows, in 64 bits (FNV-1a over its hunks' text): a file whose diff
+/// did not change is not drawn again.
+fn fingerprint(file: &FileDiff) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let texts = file.hunks.iter().flat_map(|h| {
+        std::iter::once(h.header.as_str()).chain(h.lines.iter().map(|l| l.text.as_str()))
+    });
+    for text in texts {
+        for byte in text.bytes().chain([b'\n']) {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash ^ u64::from(file.binary) ^ (u64::from(file.too_large) << 1)
+}
+
 /// The lines of a file, hunk after hunk (what `Picked` indexes).
 fn lines_of(file: &FileDiff) -> Vec<&DiffLine> {
     file.hunks.iter().flat_map(|h| h.lines.iter()).collect()
@@ -102,6 +117,8 @@ pub fn Changes(id: String, task: Memo<Option<Task>>) -> impl IntoView {
     });
     let picked = RwSignal::new(None::<Picked>);
     let comments = RwSignal::new(Vec::<Comment>::new());
+    // The comment being written: kept here, as the diff is drawn anew while the agent works.
+    let draft = RwSignal::new(String::new());
     let summary = move || {
         counts.get().map(|c| {
             let files = if c.files == 1 {
@@ -125,15 +142,20 @@ pub fn Changes(id: String, task: Memo<Option<Task>>) -> impl IntoView {
                 <Finish id=id.clone() task/>
                 <Review id=id.clone() task comments/>
                 {move || match diff.get() {
-                    None => view! { <p class="empty">"Reading the changes…"</p> }.into_any(),
-                    Some(Err(e)) => view! { <p class="error">{e}</p> }.into_any(),
-                    Some(Ok(d)) if d.files.is_empty() => view! {
+                    None => Some(view! { <p class="empty">"Reading the changes…"</p> }.into_any()),
+                    Some(Err(e)) => Some(view! { <p class="error">{e}</p> }.into_any()),
+                    Some(Ok(d)) if d.files.is_empty() => Some(view! {
                         <p class="empty">"Nothing changed yet."</p>
-                    }.into_any(),
-                    Some(Ok(d)) => d.files.into_iter().map(|file| view! {
-                        <FileView file picked comments/>
-                    }).collect_view().into_any(),
+                    }.into_any()),
+                    Some(Ok(_)) => None,
                 }}
+                // Keyed: a file that did not change keeps its lines (and the ones picked)
+                // while the others are drawn anew.
+                <For
+                    each=move || diff.get().and_then(Result::ok).map(|d| d.files).unwrap_or_default()
+                    key=|f| (f.path.clone(), fingerprint(f))
+                    children=move |file| view! { <FileView file picked comments draft/> }
+                />
             </section>
         </Show>
     }
@@ -144,6 +166,7 @@ fn FileView(
     file: FileDiff,
     picked: RwSignal<Option<Picked>>,
     comments: RwSignal<Vec<Comment>>,
+    draft: RwSignal<String>,
 ) -> impl IntoView {
     let path = file.path.clone();
     let status = match file.status {
@@ -230,7 +253,7 @@ fn FileView(
             </summary>
             {note.map(|n| view! { <p class="note">{n}</p> })}
             <div class="hunks">{hunks}</div>
-            <CommentForm path=path.clone() lines picked comments/>
+            <CommentForm path=path.clone() lines picked comments text=draft/>
         </details>
     }
 }
@@ -242,8 +265,8 @@ fn CommentForm(
     lines: Vec<DiffLine>,
     picked: RwSignal<Option<Picked>>,
     comments: RwSignal<Vec<Comment>>,
+    text: RwSignal<String>,
 ) -> impl IntoView {
-    let text = RwSignal::new(String::new());
     let here = {
         let path = path.clone();
         move || {

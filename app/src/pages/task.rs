@@ -39,6 +39,11 @@ pub fn TaskPage() -> impl IntoView {
     }
 }
 
+#[lazy]
+fn changes_view(id: String, task: Memo<Option<Task>>) -> AnyView {
+    view! { <Changes id task/> }.into_any()
+}
+
 #[component]
 fn TaskDetail(id: String, task: Memo<Option<Task>>) -> impl IntoView {
     let live = use_live();
@@ -110,6 +115,7 @@ fn TaskDetail(id: String, task: Memo<Option<Task>>) -> impl IntoView {
             }
         }
     });
+    let in_git = Memo::new(move |_| task.with(|t| t.as_ref().is_some_and(|t| t.changes.is_some())));
     let status = Signal::derive(move || task.get().map_or(TaskStatus::Running, |t| t.status));
     let label = Signal::derive(move || task.get().map(|t| status_label(&t)).unwrap_or_default());
     let prompt = Signal::derive(move || {
@@ -145,7 +151,17 @@ fn TaskDetail(id: String, task: Memo<Option<Task>>) -> impl IntoView {
                 </form>
             </Show>
 
-            <Changes id=id.clone() task/>
+            // Loaded when a task in git is opened (a chunk of its own: most of the task
+            // page's code is the diff and the review).
+            // Made once, not again at each change of the task (that re-made it, and fetched
+            // its diff anew, at every event).
+            {
+                let id = id.clone();
+                move || in_git.get().then(|| {
+                    let id = id.clone();
+                    Suspend::new(async move { changes_view(id, task).await })
+                })
+            }
 
             <details class="about">
                 <summary>
