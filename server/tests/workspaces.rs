@@ -66,6 +66,13 @@ async fn agent(server: &TestServer, repo: &Path, go: &Path, then: &str) -> Task 
     serde_json::from_value(body).unwrap()
 }
 
+/// `POST /api/tasks/{id}/<action>` without a body.
+async fn act(server: &TestServer, id: &str, action: &str) -> (StatusCode, Value) {
+    server
+        .call(Method::POST, &format!("/api/tasks/{id}/{action}"), None)
+        .await
+}
+
 async fn diff(server: &TestServer, id: &str) -> Value {
     let (status, body) = server
         .call(Method::GET, &format!("/api/tasks/{id}/diff"), None)
@@ -204,13 +211,7 @@ async fn commit_and_merge_land_on_the_base_a_conflict_changes_nothing_and_discar
             .await;
     }
     // Merging uncommitted work is refused, with the files.
-    let (status, body) = server
-        .call(
-            Method::POST,
-            &format!("/api/tasks/{}/merge", first.id),
-            None,
-        )
-        .await;
+    let (status, body) = act(&server, &first.id, "merge").await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["files"], json!(["a.txt"]));
 
@@ -224,26 +225,14 @@ async fn commit_and_merge_land_on_the_base_a_conflict_changes_nothing_and_discar
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
-    let (status, body) = server
-        .call(
-            Method::POST,
-            &format!("/api/tasks/{}/commit", first.id),
-            None,
-        )
-        .await;
+    let (status, body) = act(&server, &first.id, "commit").await;
     assert_eq!(
         status,
         StatusCode::CONFLICT,
         "nothing more to commit: {body}"
     );
 
-    let (status, body) = server
-        .call(
-            Method::POST,
-            &format!("/api/tasks/{}/merge", first.id),
-            None,
-        )
-        .await;
+    let (status, body) = act(&server, &first.id, "merge").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(git(&repo, &["log", "--format=%s", "main"]).contains(&format!("work of {}", first.id)));
     // main is checked out in the repo: its working tree followed.
@@ -256,13 +245,7 @@ async fn commit_and_merge_land_on_the_base_a_conflict_changes_nothing_and_discar
     let main_before = git(&repo, &["rev-parse", "main"]);
     let second_branch = second.workspace.as_ref().unwrap().branch.clone();
     let branch_before = git(&repo, &["rev-parse", &second_branch]);
-    let (status, body) = server
-        .call(
-            Method::POST,
-            &format!("/api/tasks/{}/merge", second.id),
-            None,
-        )
-        .await;
+    let (status, body) = act(&server, &second.id, "merge").await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["files"], json!(["a.txt"]));
     assert!(
@@ -283,22 +266,10 @@ async fn commit_and_merge_land_on_the_base_a_conflict_changes_nothing_and_discar
 
     // Discard: refused while it runs; then the worktree and its branch are gone.
     let path = PathBuf::from(&second.workspace.as_ref().unwrap().path);
-    let (status, _) = server
-        .call(
-            Method::POST,
-            &format!("/api/tasks/{}/discard", second.id),
-            None,
-        )
-        .await;
+    let (status, _) = act(&server, &second.id, "discard").await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert!(path.exists());
-    server
-        .call(
-            Method::POST,
-            &format!("/api/tasks/{}/kill", second.id),
-            None,
-        )
-        .await;
+    act(&server, &second.id, "kill").await;
     server
         .wait_for_status(&second.id, TaskStatus::Killed, SOON)
         .await;
@@ -312,13 +283,7 @@ async fn commit_and_merge_land_on_the_base_a_conflict_changes_nothing_and_discar
         body["error"].as_str().unwrap().contains("merge or discard"),
         "{body}"
     );
-    let (status, body) = server
-        .call(
-            Method::POST,
-            &format!("/api/tasks/{}/discard", second.id),
-            None,
-        )
-        .await;
+    let (status, body) = act(&server, &second.id, "discard").await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     assert!(!path.exists());
     assert!(!git(&repo, &["branch", "--list", &second_branch]).contains(&second_branch));
@@ -466,13 +431,7 @@ async fn in_a_fleet_a_worktree_task_is_made_diffed_and_committed_through_either_
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (status, body) = a
-        .call(
-            Method::POST,
-            &format!("/api/tasks/{}/commit", task.id),
-            None,
-        )
-        .await;
+    let (status, body) = act(&a, &task.id, "commit").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let branch = task.workspace.unwrap().branch;
     assert_eq!(git(&repo, &["log", "--format=%s", "-1", &branch]), command);
