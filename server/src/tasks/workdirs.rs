@@ -31,7 +31,7 @@ pub enum Workdir {
 }
 
 /// A task's workdir as it starts: the directory, its worktree if it has one, and the commit
-/// its changes are counted against (with the count at start).
+/// its changes are counted against (with the count at start, for a new worktree).
 pub struct Started {
     pub dir: PathBuf,
     pub workspace: Option<Workspace>,
@@ -73,16 +73,16 @@ impl Tasks {
                 })
             }
             Workdir::Dir(dir) => {
-                let git_base = workspaces::git::toplevel(&dir)
-                    .and_then(|_| workspaces::git::commit_of(&dir, "HEAD"));
-                let changes = git_base
-                    .as_deref()
-                    .and_then(|base| workspaces::changes::count(&dir, base).ok());
+                // One git process at most, and none outside a repository: a create is
+                // answered at once (its changes are counted by the first pass after it).
+                let git_base = workspaces::git::inside_a_repository(&dir)
+                    .then(|| workspaces::git::commit_of(&dir, "HEAD"))
+                    .flatten();
                 Ok(Started {
                     dir,
                     workspace: None,
                     git_base,
-                    changes,
+                    changes: None,
                 })
             }
         }

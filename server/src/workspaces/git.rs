@@ -79,6 +79,12 @@ pub fn toplevel(dir: &Path) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// Whether `dir` or a folder above it holds `.git` (a repository, or a worktree's link to
+/// one): looked up without starting git.
+pub fn inside_a_repository(dir: &Path) -> bool {
+    dir.ancestors().any(|d| d.join(".git").exists())
+}
+
 /// Whether `refs/heads/<branch>` exists in `dir`'s repository.
 pub fn branch_exists(dir: &Path, branch: &str) -> bool {
     run(
