@@ -465,3 +465,35 @@ async fn files_in_a_folder_the_agent_makes_are_followed_too() {
     assert_eq!(task.changes.unwrap().files, 1);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn counting_never_rewrites_the_agents_index() {
+    let fixture = Fixture::new();
+    let server = fixture.serve().await;
+    let repo = repo(fixture.dir.path());
+    let go = fixture.dir.path().join("go");
+    // Files touched (stat changed, content not) make `git diff` refresh the index it reads
+    // and write it back under index.lock: the agent's `git add` could fail then.
+    let task = agent(
+        &server,
+        &repo,
+        &go,
+        "touch -d '2001-01-01' a.txt b.txt .gitignore; echo x > new.txt",
+    )
+    .await;
+    let path = PathBuf::from(&task.workspace.as_ref().unwrap().path);
+    let index = PathBuf::from(git(
+        &path,
+        &["rev-parse", "--path-format=absolute", "--git-path", "index"],
+    ));
+    let before = std::fs::metadata(&index).unwrap().modified().unwrap();
+    std::fs::write(&go, "").unwrap();
+    let task = server
+        .wait_for(&task.id, |t| t.changes.is_some_and(|c| c.files == 1), SOON)
+        .await;
+    assert_eq!(task.changes.unwrap().insertions, 1);
+    diff(&server, &task.id).await;
+    let after = std::fs::metadata(&index).unwrap().modified().unwrap();
+    assert_eq!(before, after, "the worktree's index was rewritten");
+    server.stop().await;
+}

@@ -36,7 +36,7 @@ pub fn count(dir: &Path, base: &str) -> WorkspaceResult<Changes> {
 /// Every changed file of `dir` since `base`, with its hunks.
 pub fn diff(dir: &Path, base: &str) -> WorkspaceResult<Vec<FileDiff>> {
     let listed = list(dir, base)?;
-    let patch = git::run(
+    let patch = git::run_reading(
         dir,
         &["diff", "--no-color", "--no-ext-diff", "-M", base, "--"],
     )
@@ -77,10 +77,10 @@ pub fn diff(dir: &Path, base: &str) -> WorkspaceResult<Vec<FileDiff>> {
 
 /// The changed files: tracked ones in `git diff`'s order (the patch's), then untracked.
 fn list(dir: &Path, base: &str) -> WorkspaceResult<Vec<Listed>> {
-    let numstat = git::run(dir, &["diff", "--numstat", "-z", "-M", base, "--"])
+    let numstat = git::run_reading(dir, &["diff", "--numstat", "-z", "-M", base, "--"])
         .map_err(|e| WorkspaceError::Git(e.words))?;
     let mut files = parse_numstat(&numstat);
-    let others = git::run(dir, &["ls-files", "--others", "--exclude-standard", "-z"])
+    let others = git::run_reading(dir, &["ls-files", "--others", "--exclude-standard", "-z"])
         .map_err(|e| WorkspaceError::Git(e.words))?;
     for path in others.split('\0').filter(|p| !p.is_empty()) {
         let (lines, binary) = read_lines(&dir.join(path)).unwrap_or((0, false));

@@ -15,7 +15,36 @@ pub struct Failed {
 
 /// `git -C dir args…`; its standard output, or what it said.
 pub fn run(dir: &Path, args: &[&str]) -> Result<String, Failed> {
-    let output = command(dir, args).output().map_err(|e| Failed {
+    output(command(dir, args))
+}
+
+/// `run`, for a command that only reads the working tree, on a copy of the index (beside
+/// it, in the repository's git folder). `git diff` refreshes the stat data of the index it
+/// reads and writes it back under `index.lock`, whatever `GIT_OPTIONAL_LOCKS` says: on the
+/// agent's own index, its `git add` or `git commit` could fail at that moment.
+pub fn run_reading(dir: &Path, args: &[&str]) -> Result<String, Failed> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let index = run(
+        dir,
+        &["rev-parse", "--path-format=absolute", "--git-path", "index"],
+    )?;
+    let index = Path::new(index.trim());
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let copy = index.with_file_name(format!("taskwire-index-{}-{n}", std::process::id()));
+    if std::fs::copy(index, &copy).is_err() {
+        // No index yet (a repository without a commit): there is nothing to take.
+        return run(dir, args);
+    }
+    let mut command = command(dir, args);
+    command.env("GIT_INDEX_FILE", &copy);
+    let result = output(command);
+    let _ = std::fs::remove_file(&copy);
+    let _ = std::fs::remove_file(copy.with_extension("lock"));
+    result
+}
+
+fn output(mut command: Command) -> Result<String, Failed> {
+    let output = command.output().map_err(|e| Failed {
         code: None,
         words: format!("could not run git: {e}"),
     })?;
