@@ -3,6 +3,7 @@
 
 pub mod client;
 mod components;
+pub mod fnv;
 pub mod format;
 pub mod live;
 pub mod model;

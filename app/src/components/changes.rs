@@ -65,16 +65,15 @@ fn review_message(comments: &[Comment]) -> String {
 /// What a file's diff shows, in 64 bits (FNV-1a over its hunks' text): a file whose diff
 /// did not change is not drawn again.
 fn fingerprint(file: &FileDiff) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut hash = crate::fnv::Fnv::default();
     let texts = file.hunks.iter().flat_map(|h| {
         std::iter::once(h.header.as_str()).chain(h.lines.iter().map(|l| l.text.as_str()))
     });
     for text in texts {
-        for byte in text.bytes().chain([b'\n']) {
-            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-        }
+        hash.write(text.as_bytes());
+        hash.write(b"\n");
     }
-    hash ^ u64::from(file.binary) ^ (u64::from(file.too_large) << 1)
+    hash.finish() ^ u64::from(file.binary) ^ (u64::from(file.too_large) << 1)
 }
 
 /// The lines of a file, hunk after hunk (what `Picked` indexes).

@@ -97,14 +97,10 @@ fn site_version() -> &'static str {
         // FNV-1a over the files' SHA-256 digests, in name order.
         let mut names: Vec<_> = Site::iter().collect();
         names.sort();
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for name in names {
-            if let Some(file) = Site::get(&name) {
-                for byte in file.metadata.sha256_hash() {
-                    hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-                }
-            }
+        let mut hash = app::fnv::Fnv::default();
+        for file in names.iter().filter_map(|name| Site::get(name)) {
+            hash.write(&file.metadata.sha256_hash());
         }
-        format!("{hash:016x}")
+        format!("{:016x}", hash.finish())
     })
 }

@@ -423,7 +423,7 @@ fn choice(id: &str, label: &str) -> Choice {
 }
 
 fn prompt(question: String, choices: Vec<Choice>) -> Prompt {
-    let mut hash = Fnv::default();
+    let mut hash = app::fnv::Fnv::default();
     hash.write(question.as_bytes());
     for choice in &choices {
         hash.write(&[0]);
@@ -432,27 +432,9 @@ fn prompt(question: String, choices: Vec<Choice>) -> Prompt {
         hash.write(choice.label.as_bytes());
     }
     Prompt {
-        id: format!("{:016x}", hash.0),
+        id: format!("{:016x}", hash.finish()),
         question,
         choices,
-    }
-}
-
-/// FNV-1a: the same prompt has the same id on every node and after a restart (`std`'s
-/// hasher promises neither).
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Fnv {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fnv {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
     }
 }
 

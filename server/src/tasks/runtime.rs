@@ -38,12 +38,8 @@ pub fn default_socket(data_dir: &Path, live: &[String]) -> String {
     if ours {
         return legacy.socket;
     }
-    // FNV-1a: the same name from every build (std's hasher may change between versions).
-    let hash = path_str(data_dir)
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
+    // The same name from every build (std's hasher may change between versions).
+    let hash = app::fnv::Fnv::of(path_str(data_dir).as_bytes());
     format!("taskwire-{:08x}", hash as u32)
 }
 

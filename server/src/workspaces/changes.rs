@@ -25,7 +25,7 @@ struct Listed {
 
 /// The counts of what changed in `dir` since `base`.
 pub fn count(dir: &Path, base: &str) -> WorkspaceResult<Changes> {
-    let listed = list(dir, base)?;
+    let listed = list(&index_copy(dir)?, dir, base)?;
     Ok(Changes {
         files: listed.len() as u32,
         insertions: listed.iter().map(|f| f.insertions).sum(),
@@ -35,12 +35,11 @@ pub fn count(dir: &Path, base: &str) -> WorkspaceResult<Changes> {
 
 /// Every changed file of `dir` since `base`, with its hunks.
 pub fn diff(dir: &Path, base: &str) -> WorkspaceResult<Vec<FileDiff>> {
-    let listed = list(dir, base)?;
-    let patch = git::run_reading(
-        dir,
-        &["diff", "--no-color", "--no-ext-diff", "-M", base, "--"],
-    )
-    .map_err(|e| WorkspaceError::Git(e.words))?;
+    let index = index_copy(dir)?;
+    let listed = list(&index, dir, base)?;
+    let patch = index
+        .run(&["diff", "--no-color", "--no-ext-diff", "-M", base, "--"])
+        .map_err(|e| WorkspaceError::Git(e.words))?;
     let mut patches = split_patch(&patch).into_iter();
     let mut files = Vec::with_capacity(listed.len());
     for file in listed {
@@ -75,12 +74,18 @@ pub fn diff(dir: &Path, base: &str) -> WorkspaceResult<Vec<FileDiff>> {
     Ok(files)
 }
 
+fn index_copy(dir: &Path) -> WorkspaceResult<git::IndexCopy> {
+    git::IndexCopy::of(dir).map_err(|e| WorkspaceError::Git(e.words))
+}
+
 /// The changed files: tracked ones in `git diff`'s order (the patch's), then untracked.
-fn list(dir: &Path, base: &str) -> WorkspaceResult<Vec<Listed>> {
-    let numstat = git::run_reading(dir, &["diff", "--numstat", "-z", "-M", base, "--"])
+fn list(index: &git::IndexCopy, dir: &Path, base: &str) -> WorkspaceResult<Vec<Listed>> {
+    let numstat = index
+        .run(&["diff", "--numstat", "-z", "-M", base, "--"])
         .map_err(|e| WorkspaceError::Git(e.words))?;
     let mut files = parse_numstat(&numstat);
-    let others = git::run_reading(dir, &["ls-files", "--others", "--exclude-standard", "-z"])
+    let others = index
+        .run(&["ls-files", "--others", "--exclude-standard", "-z"])
         .map_err(|e| WorkspaceError::Git(e.words))?;
     for path in others.split('\0').filter(|p| !p.is_empty()) {
         let (lines, binary) = read_lines(&dir.join(path)).unwrap_or((0, false));

@@ -18,29 +18,51 @@ pub fn run(dir: &Path, args: &[&str]) -> Result<String, Failed> {
     output(command(dir, args))
 }
 
-/// `run`, for a command that only reads the working tree, on a copy of the index (beside
-/// it, in the repository's git folder). `git diff` refreshes the stat data of the index it
-/// reads and writes it back under `index.lock`, whatever `GIT_OPTIONAL_LOCKS` says: on the
-/// agent's own index, its `git add` or `git commit` could fail at that moment.
-pub fn run_reading(dir: &Path, args: &[&str]) -> Result<String, Failed> {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let index = run(
-        dir,
-        &["rev-parse", "--path-format=absolute", "--git-path", "index"],
-    )?;
-    let index = Path::new(index.trim());
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let copy = index.with_file_name(format!("taskwire-index-{}-{n}", std::process::id()));
-    if std::fs::copy(index, &copy).is_err() {
-        // No index yet (a repository without a commit): there is nothing to take.
-        return run(dir, args);
+/// A copy of a working tree's index (beside it, in the repository's git folder), for
+/// commands that only read: `git diff` refreshes the stat data of the index it reads and
+/// writes it back under `index.lock`, whatever `GIT_OPTIONAL_LOCKS` says, and on the
+/// agent's own index its `git add` or `git commit` could fail at that moment. Made once for
+/// all the commands of one count or diff, and removed when dropped.
+pub struct IndexCopy {
+    dir: std::path::PathBuf,
+    /// `None` where there is no index yet (a repository without a commit): nothing to take.
+    copy: Option<std::path::PathBuf>,
+}
+
+impl IndexCopy {
+    pub fn of(dir: &Path) -> Result<IndexCopy, Failed> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let index = run(
+            dir,
+            &["rev-parse", "--path-format=absolute", "--git-path", "index"],
+        )?;
+        let index = Path::new(index.trim());
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let copy = index.with_file_name(format!("taskwire-index-{}-{n}", std::process::id()));
+        let copy = std::fs::copy(index, &copy).is_ok().then_some(copy);
+        Ok(IndexCopy {
+            dir: dir.to_path_buf(),
+            copy,
+        })
     }
-    let mut command = command(dir, args);
-    command.env("GIT_INDEX_FILE", &copy);
-    let result = output(command);
-    let _ = std::fs::remove_file(&copy);
-    let _ = std::fs::remove_file(copy.with_extension("lock"));
-    result
+
+    /// `run` in the working tree, on the copy.
+    pub fn run(&self, args: &[&str]) -> Result<String, Failed> {
+        let mut command = command(&self.dir, args);
+        if let Some(copy) = &self.copy {
+            command.env("GIT_INDEX_FILE", copy);
+        }
+        output(command)
+    }
+}
+
+impl Drop for IndexCopy {
+    fn drop(&mut self) {
+        if let Some(copy) = &self.copy {
+            let _ = std::fs::remove_file(copy);
+            let _ = std::fs::remove_file(copy.with_extension("lock"));
+        }
+    }
 }
 
 fn output(mut command: Command) -> Result<String, Failed> {
