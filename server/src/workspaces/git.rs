@@ -39,7 +39,23 @@ impl IndexCopy {
         let index = Path::new(index.trim());
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let copy = index.with_file_name(format!("taskwire-index-{}-{n}", std::process::id()));
-        let copy = std::fs::copy(index, &copy).is_ok().then_some(copy);
+        // The copy keeps the index's mtime: git trusts a file's stat data only if the file
+        // is older than the index, and a copy made now would pass off a file rewritten in
+        // the index's second, at the same size, as unchanged.
+        let copied = std::fs::copy(index, &copy).is_ok()
+            && std::fs::metadata(index)
+                .and_then(|m| m.modified())
+                .and_then(|at| {
+                    std::fs::File::options()
+                        .write(true)
+                        .open(&copy)?
+                        .set_modified(at)
+                })
+                .is_ok();
+        if !copied {
+            let _ = std::fs::remove_file(&copy);
+        }
+        let copy = copied.then_some(copy);
         Ok(IndexCopy {
             dir: dir.to_path_buf(),
             copy,
